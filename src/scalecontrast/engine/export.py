@@ -8,7 +8,6 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from scalecontrast.engine.inference import resize_logits
 from scalecontrast.engine.module import SegmentationModule
 
 __all__ = ["load_module", "InferenceModel", "export_onnx", "check_onnx"]
@@ -33,8 +32,8 @@ class InferenceModel(nn.Module):
         self.register_buffer("std", module.pixel_std.detach().clone())
 
     def forward(self, image: Tensor) -> Tensor:
-        logits = self.model((image - self.mean) / self.std).logits
-        return resize_logits(logits, image.shape[-2:])
+        # scalecontrast models return logits at the input size already
+        return self.model((image - self.mean) / self.std).logits
 
 
 def export_onnx(
@@ -65,6 +64,8 @@ def export_onnx(
                                          dynamic_shapes=shapes, opset_version=opset, dynamo=True,
                                          verbose=False)
                 prog.save(str(path))
+                if not _has_dynamic_hw(path):
+                    raise RuntimeError("the exporter specialised height/width to the example size")
             else:
                 axes = {"image": {0: "batch", 2: "height", 3: "width"},
                         "logits": {0: "batch", 2: "height", 3: "width"}}
@@ -74,6 +75,13 @@ def export_onnx(
         except Exception as err:  # noqa: BLE001 - fall back to the other exporter, report both
             errors.append(f"{'dynamo' if use_dynamo else 'torchscript'}: {type(err).__name__}: {err}")
     raise RuntimeError("ONNX export failed:\n" + "\n".join(e[:2000] for e in errors))
+
+
+def _has_dynamic_hw(path: str | Path) -> bool:
+    import onnx
+
+    dims = onnx.load(str(path), load_external_data=False).graph.input[0].type.tensor_type.shape.dim
+    return len(dims) == 4 and all(d.dim_param and not d.dim_value for d in dims[2:])
 
 
 @torch.no_grad()

@@ -179,6 +179,24 @@ class SegmentationModule(L.LightningModule):
         """``images (B, 3, H, W)`` in [0, 1] -> logits ``(B, K, H, W)``."""
         return resize_logits(self(images).logits, images.shape[-2:])
 
+    def model_has_projectors(self) -> bool:
+        """Whether the model emits contrastive embeddings (it was built with projectors)."""
+        return bool(getattr(self.model, "num_scales", 0) or getattr(self.model, "projectors", None))
+
+    @torch.no_grad()
+    def embeddings(self, images: Tensor) -> list[Tensor]:
+        """Projector embeddings ``[(B, embed_dim, h_s, w_s)]`` (highest resolution first) with
+        inference-mode normalisation and dropout; the module's train/eval state is restored."""
+        was_training = self.training
+        self.train()
+        for m in self.modules():
+            if isinstance(m, (nn.modules.batchnorm._BatchNorm, nn.Dropout, nn.Dropout2d)):
+                m.eval()
+        try:
+            return [e.float() for e in self(images).embeddings]
+        finally:
+            self.train(was_training)
+
     def predict_probs(self, images: Tensor, *, out_size: Sequence[int] | None = None,
                       scales: Sequence[float] | None = None, flip: bool | None = None,
                       crop_size: Sequence[int] | None = None, stride: Sequence[int] | None = None) -> Tensor:

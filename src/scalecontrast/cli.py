@@ -1,0 +1,389 @@
+"""The ``scalecontrast`` command line.
+
+Training and evaluation follow Lightning's CLI (``fit``, ``validate``, ``test``, ``predict``
+with ``--config``, ``--model.*``, ``--data.*``, ``--trainer.*``, ``--ckpt_path``); the other
+commands work from a checkpoint alone:
+
+    scalecontrast fit      --config configs/camvid/fpn_lite0_mscs.yaml [--data.root DIR]
+                           [--trainer.max_steps N] [--ckpt_path last]
+    scalecontrast validate|test --config CFG --ckpt_path CKPT [--data.root DIR]
+    scalecontrast segment  --ckpt_path CKPT --input IMAGE_OR_DIR --output DIR [--tta]
+    scalecontrast export   --ckpt_path CKPT --output model.onnx
+    scalecontrast embed    --config CFG --ckpt_path CKPT --output tsne.png
+    scalecontrast data camvid --root DIR [--source PATH]
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+__all__ = ["main", "run_lightning"]
+
+LIGHTNING_COMMANDS = ("fit", "validate", "test", "predict")
+EXTRA_COMMANDS = ("segment", "export", "embed", "data")
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+
+USAGE = """usage: scalecontrast COMMAND [options]
+
+Semantic segmentation with multi-scale and cross-scale contrastive learning.
+
+training and evaluation (Lightning CLI; see `scalecontrast fit --help`):
+  fit        train:   --config CFG [--data.root DIR] [--trainer.max_steps N] [--ckpt_path last]
+  validate   evaluate on the validation split: --config CFG --ckpt_path CKPT
+  test       evaluate on the test split:       --config CFG --ckpt_path CKPT
+  predict    Lightning's predict loop
+
+from a checkpoint:
+  segment    colour masks and overlays:  --ckpt_path CKPT --input IMAGE_OR_DIR --output DIR [--tta]
+  export     ONNX inference graph:       --ckpt_path CKPT --output model.onnx
+  embed      t-SNE of embeddings:        --config CFG --ckpt_path CKPT --output tsne.png
+
+data:
+  data camvid --root DIR [--source PATH]   download (or copy from PATH) and verify CamVid
+
+Run `scalecontrast COMMAND --help` for the options of a command.
+"""
+
+
+def _lightning_cli_class():
+    from lightning.pytorch.callbacks import ModelCheckpoint
+    from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+    from lightning.pytorch.plugins.io import TorchCheckpointIO
+
+    class AtomicCheckpointIO(TorchCheckpointIO):
+        """Writes to a temporary file in the target folder, fsyncs, then renames over the target:
+        a killed run never leaves a truncated checkpoint."""
+
+        def save_checkpoint(self, checkpoint, path, storage_options=None) -> None:
+            import torch
+
+            path = Path(path)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+            try:
+                with os.fdopen(fd, "wb") as f:
+                    torch.save(checkpoint, f)
+                    f.flush()
+                    os.fsync(f.fileno())
+                os.replace(tmp, path)
+            finally:
+                if os.path.exists(tmp):
+                    os.unlink(tmp)
+
+    class SegmentationCLI(LightningCLI):
+        """LightningCLI with an always-on checkpoint callback (``--checkpoint.*``) writing
+        ``<default_root_dir>/checkpoints/last.ckpt`` so ``fit --ckpt_path last`` resumes."""
+
+        def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+            parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+            parser.set_defaults({
+                "checkpoint.save_last": True,
+                "checkpoint.every_n_train_steps": 100,
+                "checkpoint.filename": "step{step:07d}",
+                "checkpoint.auto_insert_metric_name": False,
+                "checkpoint.save_top_k": 1,
+            })
+
+        def before_instantiate_classes(self) -> None:
+            # Evaluating a checkpoint: never fetch backbone weights that are overwritten anyway.
+            sub = self.subcommand
+            cfg = self.config[sub] if sub else self.config
+            if sub and sub != "fit" and cfg.get("model") is not None:
+                cfg["model"]["pretrained"] = False
+
+        def instantiate_trainer(self, **kwargs):
+            trainer = super().instantiate_trainer(**kwargs)
+            for cb in trainer.checkpoint_callbacks:
+                if isinstance(cb, ModelCheckpoint) and cb.dirpath is None:
+                    cb.dirpath = os.path.join(trainer.default_root_dir, "checkpoints")
+            if type(trainer.strategy.checkpoint_io) is TorchCheckpointIO:
+                trainer.strategy.checkpoint_io = AtomicCheckpointIO()
+            return trainer
+
+    return SegmentationCLI
+
+
+def __getattr__(name: str):
+    if name == "SegmentationCLI":
+        return _lightning_cli_class()
+    raise AttributeError(name)
+
+
+def run_lightning(args: Sequence[str] | None, *, run: bool = True):
+    """``LightningCLI`` over :class:`SegmentationModule` and :class:`SegmentationDataModule`
+    (``args=None``: ``sys.argv[1:]``)."""
+    from scalecontrast.engine import SegmentationDataModule, SegmentationModule
+
+    cls = _lightning_cli_class()
+    return cls(
+        SegmentationModule,
+        SegmentationDataModule,
+        args=None if args is None else list(args),
+        run=run,
+        seed_everything_default=0,
+        save_config_kwargs={"overwrite": True},
+    )
+
+
+# ------------------------------------------------------------------------------------------------
+# commands working from a checkpoint
+def _parser(prog: str, description: str):
+    from jsonargparse import ArgumentParser
+
+    return ArgumentParser(prog=f"scalecontrast {prog}", description=description, exit_on_error=True)
+
+
+def _list_images(path: Path) -> list[Path]:
+    if path.is_file():
+        return [path]
+    if path.is_dir():
+        files = sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+        if files:
+            return files
+        raise SystemExit(f"scalecontrast segment: no images ({', '.join(IMAGE_SUFFIXES)}) in {path}")
+    raise SystemExit(f"scalecontrast segment: input not found: {path}")
+
+
+def cmd_segment(argv: Sequence[str]) -> int:
+    p = _parser("segment", "Colour masks and overlays (with a legend) for an image or a folder.")
+    p.add_argument("--ckpt_path", type=str, required=True, help="checkpoint written by `fit`")
+    p.add_argument("--input", type=str, required=True, help="an image or a folder of images")
+    p.add_argument("--output", type=str, required=True, help="output folder")
+    p.add_argument("--tta", type=bool, default=False, help="multi-scale + flip test-time augmentation")
+    p.add_argument("--scales", type=list[float] | None, default=None,
+                   help="TTA scales (default: the checkpoint's eval_scales, or 0.75,1,1.25)")
+    p.add_argument("--crop_size", type=list[int] | None, default=None, help="sliding-window crop (h, w)")
+    p.add_argument("--stride", type=list[int] | None, default=None, help="sliding-window stride (h, w)")
+    p.add_argument("--alpha", type=float, default=0.5, help="overlay opacity")
+    p.add_argument("--device", type=str, default="cpu", help="cpu, cuda, cuda:1, mps ...")
+    a = p.parse_args(list(argv))
+
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    from scalecontrast.engine import load_module
+    from scalecontrast.viz import save_mask_and_overlay
+
+    module = load_module(a.ckpt_path, map_location=a.device)
+    files = _list_images(Path(a.input))
+    scales, flip = [1.0], False
+    if a.tta:
+        configured = [float(s) for s in module.hparams.eval_scales]
+        scales = a.scales or (configured if len(configured) > 1 else [0.75, 1.0, 1.25])
+        flip = True
+    elif a.scales:
+        scales = a.scales
+    out_dir = Path(a.output)
+    names, palette = module.class_names, module.palette
+    root = Path(a.input) if Path(a.input).is_dir() else None
+    for path in files:
+        rgb = np.array(Image.open(path).convert("RGB"))
+        image = torch.from_numpy(rgb).permute(2, 0, 1).float().div(255.0)[None].to(a.device)
+        probs = module.predict_probs(image, scales=scales, flip=flip, crop_size=a.crop_size, stride=a.stride)
+        pred = probs.argmax(1)[0].to(torch.uint8).cpu().numpy()
+        stem = path.stem
+        if root is not None:  # keep sub-folder names so files in different folders don't collide
+            stem = str(path.relative_to(root).with_suffix("")).replace(os.sep, "__")
+        save_mask_and_overlay(out_dir, stem, rgb, pred, names, palette, alpha=a.alpha)
+        print(f"{path} -> {out_dir / (stem + '_overlay.png')}")
+    print(f"segmented {len(files)} image(s) into {out_dir}")
+    return 0
+
+
+def cmd_export(argv: Sequence[str]) -> int:
+    p = _parser("export", "Export the inference graph (normalisation + model, logits at input size) to ONNX.")
+    p.add_argument("--ckpt_path", type=str, required=True, help="checkpoint written by `fit`")
+    p.add_argument("--output", type=str, required=True, help="the .onnx file to write")
+    p.add_argument("--height", type=int, default=256, help="height of the tracing example")
+    p.add_argument("--width", type=int, default=320, help="width of the tracing example")
+    p.add_argument("--opset", type=int, default=18)
+    p.add_argument("--check", type=bool, default=True, help="compare onnxruntime with PyTorch")
+    a = p.parse_args(list(argv))
+
+    from scalecontrast.engine import export_onnx
+    from scalecontrast.engine.export import check_onnx, load_module
+
+    module = load_module(a.ckpt_path)
+    path = export_onnx(module, a.output, sample_size=(a.height, a.width), opset=a.opset)
+    print(f"wrote {path} (input 'image' (B, 3, H, W) RGB in [0, 1]; output 'logits' (B, "
+          f"{module.num_classes}, H, W); dynamic batch, height and width)")
+    if a.check:
+        h, w = a.height, a.width
+        diff = check_onnx(path, module, sizes=((h, w), (h - h // 4, w + w // 4)))
+        print(f"onnxruntime matches PyTorch: max |diff| = {diff:.2e} "
+              f"at {h}x{w} and {h - h // 4}x{w + w // 4}")
+    return 0
+
+
+def _pop_options(argv: Sequence[str], names: Sequence[str]) -> tuple[dict[str, str], list[str]]:
+    """Split ``--name value`` / ``--name=value`` for ``names`` from the rest of ``argv``."""
+    mine: dict[str, str] = {}
+    rest: list[str] = []
+    argv = list(argv)
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        key = arg[2:].split("=", 1)[0] if arg.startswith("--") else None
+        if key in names:
+            if "=" in arg:
+                mine[key] = arg.split("=", 1)[1]
+            elif i + 1 < len(argv):
+                mine[key] = argv[i + 1]
+                i += 1
+            else:
+                raise SystemExit(f"scalecontrast: option --{key} needs a value")
+        else:
+            rest.append(arg)
+        i += 1
+    return mine, rest
+
+
+def _data_defaults(ckpt_path: str, config: str | None) -> dict:
+    """Data-module arguments: those saved in the checkpoint, updated by the config's ``data``."""
+    import torch
+    import yaml
+
+    ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+    base = {k: v for k, v in (ckpt.get("datamodule_hyper_parameters") or {}).items() if not k.startswith("_")}
+    if config:
+        with open(config) as f:
+            cfg = yaml.safe_load(f) or {}
+        data = cfg.get("data") or {}
+        base.update(data.get("init_args", data) if isinstance(data, dict) else {})
+    return base
+
+
+def cmd_embed(argv: Sequence[str]) -> int:
+    from scalecontrast.engine import SegmentationDataModule
+
+    p = _parser("embed", "t-SNE of the projector embeddings sampled per scale (class-balanced, as in "
+                "training), coloured by class: one panel per scale, like the paper's figure.")
+    p.add_argument("--config", type=str | None, default=None,
+                   help="training config; its `data` section selects the data (default: the checkpoint's)")
+    p.add_argument("--ckpt_path", type=str, required=True, help="checkpoint of a contrastive model")
+    p.add_argument("--output", type=str, required=True, help="figure to write (.png, .pdf, ...)")
+    p.add_argument("--split", type=str, default="val", help="val, test or train (no augmentation)")
+    p.add_argument("--num_images", type=int, default=8, help="images to sample from")
+    p.add_argument("--views", type=int, default=40, help="points per (image, class) pair and scale")
+    p.add_argument("--perplexity", type=float, default=30.0, help="t-SNE perplexity")
+    p.add_argument("--device", type=str, default="cpu")
+    p.add_class_arguments(SegmentationDataModule, "data")
+    known, _ = _pop_options(argv, ("ckpt_path", "config"))
+    if "ckpt_path" in known and Path(known["ckpt_path"]).is_file():
+        defaults = _data_defaults(known["ckpt_path"], known.get("config"))
+        p.set_defaults({f"data.{k}": v for k, v in defaults.items()})
+    a = p.parse_args(list(argv))
+
+    import torch
+
+    from scalecontrast.engine import load_module
+    from scalecontrast.losses import sample_anchors
+    from scalecontrast.viz import tsne_figure
+
+    module = load_module(a.ckpt_path, map_location=a.device)
+    if not module.model_has_projectors():
+        raise SystemExit("scalecontrast embed: this checkpoint has no projectors (trained without the "
+                         "contrastive loss); train with a contrastive config")
+    dm = p.instantiate_classes(a).data
+    key = {"val": dm.hparams.val_split, "test": dm.hparams.test_split, "train": dm.hparams.train_split}
+    dataset = dm.make_dataset(key.get(a.split, a.split), train=False)
+    n_images = min(a.num_images, len(dataset))
+    feats: list[list[torch.Tensor]] = []
+    labels: list[list[torch.Tensor]] = []
+    strides: list[int] = []
+    gen = torch.Generator().manual_seed(0)
+    for i in range(n_images):
+        item = dataset[i]
+        image = item["image"][None].to(a.device)
+        mask = item["mask"][None].to(a.device)
+        embeddings = module.embeddings(image)
+        if not feats:
+            feats = [[] for _ in embeddings]
+            labels = [[] for _ in embeddings]
+            strides = [round(image.shape[-1] / e.shape[-1]) for e in embeddings]
+        for s, emb in enumerate(embeddings):
+            f, y = sample_anchors(emb, mask, ignore_index=int(module.hparams.ignore_index),
+                                  min_views=min(5, a.views), max_views=a.views, max_total=10**9,
+                                  generator=gen)
+            if f.numel():
+                feats[s].append(f.reshape(-1, f.shape[-1]).float().cpu())
+                labels[s].append(y[:, None].expand(-1, f.shape[1]).reshape(-1).cpu())
+    if not any(feats):
+        raise SystemExit("scalecontrast embed: no labelled pixels were sampled; use more images")
+    f_np = [torch.cat(f).numpy() if f else torch.zeros(0, 1).numpy() for f in feats]
+    y_np = [torch.cat(y).numpy() if y else torch.zeros(0).numpy() for y in labels]
+    titles = [f"scale {s + 1} (stride {st}, {len(f)} points)"
+              for s, (st, f) in enumerate(zip(strides, f_np, strict=True))]
+    tsne_figure(f_np, y_np, module.class_names, module.palette, a.output, titles=titles,
+                perplexity=a.perplexity)
+    points = sum(len(f) for f in f_np)
+    print(f"wrote {a.output} ({len(f_np)} scales, {points} points, {n_images} images)")
+    return 0
+
+
+def cmd_data(argv: Sequence[str]) -> int:
+    p = _parser("data", "Download (or copy from a local source) and verify a data set.")
+    p.add_argument("name", type=str, help="data set name (camvid)")
+    p.add_argument("--root", type=str, required=True, help="folder to create / verify")
+    p.add_argument("--source", type=str | None, default=None,
+                   help="a local copy (folder or archive) to use instead of downloading")
+    a = p.parse_args(list(argv))
+    if a.name.lower() != "camvid":
+        raise SystemExit(f"scalecontrast data: only 'camvid' can be fetched automatically, not {a.name!r}; "
+                         "see the README for the other data sets' layouts")
+    from scalecontrast import data
+
+    fetch = _find_callable(data, ("download_camvid", "prepare_camvid", "fetch_camvid", "get_camvid"))
+    result = fetch(a.root, source=a.source) if a.source else fetch(a.root)
+    from scalecontrast.data import get_dataset
+
+    sizes = {split: len(get_dataset("camvid", a.root, split)) for split in ("train", "val", "test")}
+    print(f"CamVid ready at {a.root}: " + ", ".join(f"{k} {v}" for k, v in sizes.items()))
+    if isinstance(result, dict):
+        for k, v in result.items():
+            print(f"  {k}: {v}")
+    return 0
+
+
+def _find_callable(module, names: Sequence[str]) -> Callable:
+    for name in names:
+        fn = getattr(module, name, None)
+        if callable(fn):
+            return fn
+    raise SystemExit(f"scalecontrast data: this installation has no CamVid download function "
+                     f"(looked for {', '.join(names)} in scalecontrast.data)")
+
+
+COMMANDS: dict[str, Callable[[Sequence[str]], int]] = {
+    "segment": cmd_segment,
+    "export": cmd_export,
+    "embed": cmd_embed,
+    "data": cmd_data,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``scalecontrast`` console script."""
+    from_sys = argv is None
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(USAGE)
+        return 0
+    if argv[0] in ("-V", "--version"):
+        from scalecontrast import __version__
+
+        print(f"scalecontrast {__version__}")
+        return 0
+    if argv[0] in COMMANDS:
+        return COMMANDS[argv[0]](argv[1:]) or 0
+    run_lightning(None if from_sys else argv)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
