@@ -9,7 +9,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .base import IGNORE_INDEX, SegmentationDataset, Transform, list_images, make_lut, pair_by_stem, require_dir
+from .base import (
+    IGNORE_INDEX,
+    SegmentationDataset,
+    Transform,
+    list_images,
+    make_lut,
+    pair_by_stem,
+    require_dir,
+)
 from .errors import MissingDataError
 
 __all__ = ["CamVid", "CAMVID_CLASSES", "CAMVID_PALETTE", "CAMVID_SPLIT_SIZES"]
@@ -39,7 +47,9 @@ def camvid_samples(root: Path, split: str):
         img_dir, ann_dir = root / part, root / f"{part}annot"
         for d in (img_dir, ann_dir):
             if not d.is_dir():
-                raise MissingDataError(f"camvid: folder not found: {d} (expected the SegNet layout under {root})")
+                raise MissingDataError(
+                    f"camvid: folder not found: {d} (expected the SegNet layout under {root})"
+                )
         images = list_images(img_dir)
         masks = list_images(ann_dir, (".png",))
         samples += pair_by_stem(images, masks, where=f"camvid {part} ({img_dir})")
@@ -56,7 +66,12 @@ class CamVid(SegmentationDataset):
     """
 
     def __init__(
-        self, root: str | Path, split: str = "train", *, transform: Transform | None = None, check: str = "header"
+        self,
+        root: str | Path,
+        split: str = "train",
+        *,
+        transform: Transform | None = None,
+        check: str = "header",
     ) -> None:
         if split not in SPLITS:
             raise ValueError(f"camvid: unknown split {split!r}; valid splits: {', '.join(SPLITS)}")

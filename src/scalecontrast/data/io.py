@@ -74,9 +74,7 @@ def read_mask(path: str | Path, *, rgb_ok: bool = False) -> np.ndarray:
             raise DataError(f"cannot decode mask {path} (truncated or corrupt?): {err}") from err
     if arr.ndim == 3:
         if not rgb_ok:
-            raise DataError(
-                f"mask {path} has 3 channels; expected a single-channel mask of class indices"
-            )
+            raise DataError(f"mask {path} has 3 channels; expected a single-channel mask of class indices")
         first = arr[..., 0]
         if not (np.array_equal(first, arr[..., 1]) and np.array_equal(first, arr[..., 2])):
             raise DataError(

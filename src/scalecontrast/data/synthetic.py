@@ -1,9 +1,11 @@
 """Procedurally generated scenes: the built-in data set for demos and tests (no files).
 
 Each scene is a smooth background with 2-5 objects. An object's class is the combination of its
-**shape** (circle, square, triangle: a large-scale cue) and its **texture** (stripes or a checker
-board with random colours, period and orientation: a local cue), so neither a small receptive field
-(texture only) nor a coarse one (shape only) separates the classes: context across scales matters.
+**shape** (circle or triangle: a large-scale cue) and its **texture** (stripes or dots with random
+colours, period and orientation: a local cue), so neither a small receptive field (texture only) nor
+a coarse one (shape only) separates the classes: context across scales matters. Five classes:
+background, striped circle, dotted circle, striped triangle, dotted triangle. A small CNN reaches
+about 0.65 mIoU after 400 steps of batch 8 at 128x128 on one CPU thread (about a minute).
 Scenes are deterministic per ``(seed, split, index)``.
 """
 
@@ -19,19 +21,19 @@ from .base import IGNORE_INDEX, Transform, finalize, to_sample
 
 __all__ = ["SyntheticShapes", "SYNTHETIC_CLASSES", "SYNTHETIC_PALETTE"]
 
-SHAPES = ("circle", "square", "triangle")
-TEXTURES = ("striped", "checkered")
+SHAPES = ("circle", "triangle")
+TEXTURES = ("striped", "dotted")
 SYNTHETIC_CLASSES = ("background",) + tuple(f"{t} {s}" for s in SHAPES for t in TEXTURES)
 SYNTHETIC_PALETTE = (
     (0, 0, 0),
     (230, 25, 75),
     (245, 130, 48),
     (60, 180, 75),
-    (70, 240, 240),
     (0, 130, 200),
-    (145, 30, 180),
 )
 SPLITS = {"train": 0, "val": 1, "test": 2}
+STRIPE_PERIOD = (7.0, 11.0)  # pixels per stripe pair
+DOT_PERIOD = (7.0, 11.0)  # pixels between dot centres
 DEFAULT_LENGTH = {"train": 1000, "val": 100, "test": 100}
 
 
@@ -40,9 +42,6 @@ def _shape_mask(kind: str, dy: np.ndarray, dx: np.ndarray, r: float, angle: floa
     u, v = c * dx + s * dy, -s * dx + c * dy  # rotated frame
     if kind == "circle":
         return u * u + v * v <= r * r
-    if kind == "square":
-        half = r * 0.85
-        return (np.abs(u) <= half) & (np.abs(v) <= half)
     # equilateral triangle with circumradius r (centroid at the centre)
     inside = np.ones_like(u, dtype=bool)
     for k in range(3):
@@ -57,12 +56,13 @@ def _texture(kind: str, y: np.ndarray, x: np.ndarray, rng: np.random.Generator) 
     c, s = np.cos(theta), np.sin(theta)
     u, v = c * x + s * y, -s * x + c * y
     if kind == "striped":
-        period = rng.uniform(5.0, 8.0)
+        period = rng.uniform(*STRIPE_PERIOD)
         return (np.sin(2 * np.pi * u / period + rng.uniform(0, 2 * np.pi)) > 0).astype(np.float32)
-    period = rng.uniform(6.0, 10.0)
-    a = np.sin(2 * np.pi * u / period + rng.uniform(0, 2 * np.pi)) > 0
-    b = np.sin(2 * np.pi * v / period + rng.uniform(0, 2 * np.pi)) > 0
-    return (a ^ b).astype(np.float32)
+    # dotted: discs of radius period/4 on a rotated square lattice
+    period = rng.uniform(*DOT_PERIOD)
+    fu = (u / period + rng.uniform(0, 1)) % 1.0 - 0.5
+    fv = (v / period + rng.uniform(0, 1)) % 1.0 - 0.5
+    return (fu * fu + fv * fv <= 0.0625).astype(np.float32)
 
 
 def _two_colours(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -78,7 +78,7 @@ def make_scene(
     """One scene.
 
     Returns:
-        image ``uint8 (H, W, 3)`` and mask ``uint8 (H, W)`` with values in ``0..6``.
+        image ``uint8 (H, W, 3)`` and mask ``uint8 (H, W)`` with values in ``0..4``.
     """
     h, w = size
     y, x = np.mgrid[0:h, 0:w].astype(np.float32)
@@ -92,7 +92,7 @@ def make_scene(
     side = min(h, w)
     placed: list[tuple[float, float, float]] = []
     for _ in range(int(rng.integers(min_objects, max_objects + 1))):
-        r = rng.uniform(0.12, 0.22) * side
+        r = rng.uniform(0.14, 0.26) * side
         for _try in range(10):  # keep objects mostly apart so shapes stay recognisable
             cy, cx = rng.uniform(r * 0.8, h - r * 0.8), rng.uniform(r * 0.8, w - r * 0.8)
             if all((cy - py) ** 2 + (cx - px) ** 2 > (0.8 * (r + pr)) ** 2 for py, px, pr in placed):
@@ -110,7 +110,7 @@ def make_scene(
 
 
 class SyntheticShapes(Dataset):
-    """Shapes x textures scenes made on the fly (7 classes: background + 3 shapes x 2 textures).
+    """Shapes x textures scenes made on the fly (5 classes: background + 2 shapes x 2 textures).
 
     Args:
         root: ignored (may be ``None``).
