@@ -1,0 +1,171 @@
+"""Multi-scale and cross-scale contrastive loss over a list of embedding maps."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+
+from scalecontrast.losses.contrastive import contrast
+from scalecontrast.losses.distributed import gather_with_local_grad
+from scalecontrast.losses.sampling import sample_anchors
+
+__all__ = ["MultiScaleContrastiveLoss"]
+
+
+class MultiScaleContrastiveLoss(nn.Module):
+    """``sum_s w_s L_s`` (within each scale) plus the cross-scale terms.
+
+    Cross-scale: the sampled embeddings of the highest-resolution scale are anchors, contrasted
+    with the sampled embeddings of the lowest scale (weight ``cross_scale_weights[0]``) and,
+    with more than two scales, of the second-lowest (``cross_scale_weights[1]``).
+    Scales whose weight is 0 are not sampled (e.g. ``scale_weights=(0, 0, 0, 1)`` with
+    ``cross_scale=False`` is single-scale contrast on the deepest map).
+
+    Args:
+        scale_weights: one weight per scale, highest resolution first; needs at least as many
+            entries as embedding maps (the first ``S`` are used).
+        temperature: ``tau`` of the within-scale terms.
+        cross_scale: add the cross-scale terms.
+        cross_scale_temperature: ``tau`` of the cross-scale terms.
+        cross_scale_weights: ``(w_high_low, w_high_mid)``.
+        ignore_index, min_views, max_views, max_total: see :func:`sample_anchors`.
+        detach_low_res: stop the gradient through the cross-scale contrast sets.
+        gather_distributed: contrast against the embeddings sampled on every process
+            (anchors stay local; the gradient flows to the local part).
+    """
+
+    def __init__(
+        self,
+        scale_weights: Sequence[float] = (1.0, 0.7, 0.4, 0.1),
+        temperature: float = 0.1,
+        cross_scale: bool = True,
+        cross_scale_temperature: float = 0.1,
+        cross_scale_weights: Sequence[float] = (1.0, 1.0),
+        ignore_index: int = 255,
+        min_views: int = 5,
+        max_views: int = 2500,
+        max_total: int = 10000,
+        detach_low_res: bool = False,
+        gather_distributed: bool = False,
+    ) -> None:
+        super().__init__()
+        if temperature <= 0 or cross_scale_temperature <= 0:
+            raise ValueError(
+                f"temperatures must be > 0, got temperature={temperature}, "
+                f"cross_scale_temperature={cross_scale_temperature}"
+            )
+        if len(cross_scale_weights) != 2:
+            raise ValueError(
+                f"cross_scale_weights must be (w_high_low, w_high_mid), got {cross_scale_weights}"
+            )
+        self.scale_weights = tuple(float(w) for w in scale_weights)
+        self.temperature = float(temperature)
+        self.cross_scale = cross_scale
+        self.cross_scale_temperature = float(cross_scale_temperature)
+        self.cross_scale_weights = tuple(float(w) for w in cross_scale_weights)
+        self.ignore_index = ignore_index
+        self.min_views = min_views
+        self.max_views = max_views
+        self.max_total = max_total
+        self.detach_low_res = detach_low_res
+        self.gather_distributed = gather_distributed
+
+    def forward(
+        self,
+        embeddings: Sequence[Tensor],
+        labels: Tensor,
+        *,
+        return_terms: bool = False,
+        generator: torch.Generator | None = None,
+    ) -> Tensor | dict[str, Tensor]:
+        """Compute the loss.
+
+        Args:
+            embeddings: ``S`` maps ``(B, C, h_s, w_s)``, highest resolution first.
+            labels: ``(B, H, W)`` integer labels at any resolution.
+            return_terms: return ``{"loss", "scale_<s>", "cross_high_low", "cross_high_mid"}``
+                (unweighted terms, detached) instead of the scalar.
+            generator: optional generator for the anchor sampling.
+
+        Returns:
+            Scalar ``sum_s w_s L_s + w_hl L_hl + w_hm L_hm``, or the dict of terms.
+        """
+        n_scales = self._check(embeddings, labels)
+        weights = self.scale_weights[:n_scales]
+        cross = self.cross_scale and n_scales >= 2
+        needed = {s for s, w in enumerate(weights) if w != 0}
+        pairs: list[tuple[str, int, float]] = []
+        if cross:
+            pairs.append(("cross_high_low", n_scales - 1, self.cross_scale_weights[0]))
+            if n_scales > 2:
+                pairs.append(("cross_high_mid", n_scales - 2, self.cross_scale_weights[1]))
+            pairs = [p for p in pairs if p[2] != 0]
+            if pairs:
+                needed |= {0, *(s for _, s, _ in pairs)}
+
+        sampled = {s: self._sample(embeddings[s], labels, generator) for s in sorted(needed)}
+        # Zero that keeps the graph, so an all-ignore batch still back-propagates.
+        total = sum(e.sum() for e in embeddings) * 0.0
+        terms: dict[str, Tensor] = {}
+        for s, w in enumerate(weights):
+            if w == 0:
+                continue
+            feats, labs, all_feats, all_labels, offset = sampled[s]
+            self_index = torch.arange(feats.shape[0], device=feats.device) + offset
+            term = contrast(
+                feats, labs, all_feats, all_labels, temperature=self.temperature, self_index=self_index
+            )
+            terms[f"scale_{s}"] = term
+            total = total + w * term
+        for name, s, w in pairs:
+            anchors, anchor_labels = sampled[0][:2]
+            _, _, low_feats, low_labels, _ = sampled[s]
+            if self.detach_low_res:
+                low_feats = low_feats.detach()
+            term = contrast(
+                anchors, anchor_labels, low_feats, low_labels, temperature=self.cross_scale_temperature
+            )
+            terms[name] = term
+            total = total + w * term
+        if not return_terms:
+            return total
+        return {"loss": total, **{k: v.detach() for k, v in terms.items()}}
+
+    def _sample(self, embedding: Tensor, labels: Tensor, generator: torch.Generator | None):
+        feats, labs = sample_anchors(
+            embedding,
+            labels,
+            ignore_index=self.ignore_index,
+            min_views=self.min_views,
+            max_views=self.max_views,
+            max_total=self.max_total,
+            generator=generator,
+        )
+        feats = feats.reshape(-1, embedding.shape[1])  # (T*V, C)
+        labs = labs.repeat_interleave(feats.shape[0] // max(labs.shape[0], 1))  # (T*V,)
+        if self.gather_distributed:
+            all_feats, all_labels, offset = gather_with_local_grad(feats, labs)
+        else:
+            all_feats, all_labels, offset = feats, labs, 0
+        return feats, labs, all_feats, all_labels, offset
+
+    def _check(self, embeddings: Sequence[Tensor], labels: Tensor) -> int:
+        if isinstance(embeddings, Tensor) or len(embeddings) == 0:
+            raise ValueError("embeddings must be a non-empty list of (B, C, h, w) tensors")
+        if labels.ndim != 3:
+            raise ValueError(f"labels must have shape (B, H, W), got {tuple(labels.shape)}")
+        shapes = [tuple(e.shape) for e in embeddings]
+        for shape in shapes:
+            if len(shape) != 4 or shape[0] != labels.shape[0] or shape[1] != shapes[0][1]:
+                raise ValueError(
+                    f"embeddings must all be (B, C, h, w) with B={labels.shape[0]} (from labels "
+                    f"{tuple(labels.shape)}) and one C; got {shapes}"
+                )
+        if len(embeddings) > len(self.scale_weights):
+            raise ValueError(
+                f"{len(embeddings)} embedding maps but only {len(self.scale_weights)} scale_weights "
+                f"{self.scale_weights}"
+            )
+        return len(embeddings)

@@ -1,0 +1,119 @@
+"""Class-balanced anchor sampling of pixel embeddings (DESIGN.md, method step 2)."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+__all__ = ["downsample_labels", "sample_anchors"]
+
+
+def downsample_labels(labels: Tensor, size: tuple[int, int]) -> Tensor:
+    """Nearest-neighbour resize of integer labels, exactly as PyTorch's ``nearest`` mode.
+
+    Args:
+        labels: ``(B, H, W)`` integer labels.
+        size: target ``(h, w)``.
+
+    Returns:
+        ``(B, h, w)`` int64 labels (the top-left pixel of each cell for integer factors).
+    """
+    if labels.ndim != 3:
+        raise ValueError(f"labels must have shape (B, H, W), got {tuple(labels.shape)}")
+    if tuple(labels.shape[-2:]) == tuple(size):
+        return labels.long()
+    # float32 holds every integer below 2**24 exactly, far above any label value.
+    resized = F.interpolate(labels[:, None].float(), size=size, mode="nearest")
+    return resized[:, 0].long()
+
+
+def sample_anchors(
+    embeddings: Tensor,
+    labels: Tensor,
+    *,
+    ignore_index: int = 255,
+    min_views: int = 5,
+    max_views: int = 2500,
+    max_total: int = 10000,
+    generator: torch.Generator | None = None,
+) -> tuple[Tensor, Tensor]:
+    """Sample the same number of pixel embeddings for every valid (image, class) pair.
+
+    A pair (image ``b``, class ``k``) is valid when at least ``min_views`` pixels of the
+    downsampled label map carry class ``k`` (``ignore_index`` never counts). Every valid pair
+    gets ``V = min(smallest valid count, max_views, max_total // n_pairs)`` views, drawn
+    uniformly without replacement. When there are more valid pairs than ``max_total``,
+    ``max_total`` pairs are kept at random with one view each. Fully vectorised: no Python
+    loop over pairs.
+
+    Args:
+        embeddings: ``(B, C, h, w)`` feature map of one scale.
+        labels: ``(B, H, W)`` integer labels at any resolution; resized to ``(h, w)`` by
+            nearest-neighbour when the sizes differ.
+        generator: optional ``torch.Generator`` for reproducible draws (on the embeddings'
+            device, or on the CPU).
+
+    Returns:
+        ``feats (T, V, C)`` and ``labels (T,)`` (int64), pairs ordered by image then class.
+        With no valid pair, ``(0, 0, C)`` and ``(0,)``.
+    """
+    if embeddings.ndim != 4:
+        raise ValueError(f"embeddings must have shape (B, C, h, w), got {tuple(embeddings.shape)}")
+    if labels.ndim != 3 or labels.shape[0] != embeddings.shape[0]:
+        raise ValueError(
+            f"labels must have shape (B, H, W) with the batch size of embeddings "
+            f"{tuple(embeddings.shape)}, got {tuple(labels.shape)}"
+        )
+    if min_views < 1 or max_views < 1 or max_total < 1:
+        raise ValueError(
+            f"min_views, max_views and max_total must be >= 1, got {min_views}, {max_views}, {max_total}"
+        )
+    batch, channels, height, width = embeddings.shape
+    device = embeddings.device
+    hw = height * width
+    lab = downsample_labels(labels.to(device), (height, width)).reshape(-1)  # (B*h*w,)
+    valid = (lab != ignore_index) & (lab >= 0)
+
+    num_classes = int(torch.where(valid, lab, -1).max().item()) + 1 if lab.numel() else 0
+    empty = (embeddings.new_zeros(0, 0, channels), torch.zeros(0, dtype=torch.long, device=device))
+    if num_classes <= 0:
+        return empty
+
+    image = torch.arange(batch, device=device).repeat_interleave(hw)
+    n_keys = batch * num_classes
+    key = torch.where(valid, image * num_classes + lab, n_keys)  # sentinel n_keys for ignore
+    counts = torch.bincount(key, minlength=n_keys + 1)[:n_keys]
+    pair_ok = counts >= min_views
+    stats = torch.stack([pair_ok.sum(), torch.where(pair_ok, counts, counts.new_tensor(2**62)).min()])
+    n_pairs, smallest = (int(v) for v in stats.tolist())  # the one host sync: output shapes
+    if n_pairs == 0:
+        return empty
+    views = min(smallest, max_views, max_total // n_pairs)
+    if views == 0:  # more pairs than max_total: keep max_total of them, one view each
+        views = 1
+        keep = torch.nonzero(pair_ok).squeeze(1)
+        drop = keep[_randperm(n_pairs, generator, device)[max_total:]]
+        pair_ok = pair_ok.clone()
+        pair_ok[drop] = False
+        n_pairs = max_total
+
+    key = torch.where(pair_ok[key.clamp(max=n_keys - 1)] & (key < n_keys), key, n_keys)
+    shuffled = _randperm(key.numel(), generator, device)
+    by_key = torch.sort(key[shuffled], stable=True)
+    pixels = shuffled[by_key.indices]  # pixel ids grouped by pair, random order within a pair
+    sorted_key = by_key.values
+    pair_counts = torch.where(pair_ok, counts, 0)
+    starts = torch.cumsum(pair_counts, 0) - pair_counts
+    starts = torch.cat([starts, starts.new_zeros(1)])
+    rank = torch.arange(key.numel(), device=device) - starts[sorted_key]
+    chosen = pixels[(sorted_key < n_keys) & (rank < views)]  # (T*V,), pair-major
+
+    feats = embeddings.flatten(2)[chosen // hw, :, chosen % hw]  # (T*V, C)
+    pair_labels = torch.nonzero(pair_ok).squeeze(1) % num_classes
+    return feats.reshape(n_pairs, views, channels), pair_labels
+
+
+def _randperm(n: int, generator: torch.Generator | None, device: torch.device) -> Tensor:
+    gen_device = generator.device if generator is not None else device
+    return torch.randperm(n, generator=generator, device=gen_device).to(device)

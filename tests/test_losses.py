@@ -1,0 +1,271 @@
+"""The contrastive losses against the naive formulas of DESIGN.md, plus sampler properties."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from naive import dense_contrastive, naive_contrastive
+
+from scalecontrast.losses import MultiScaleContrastiveLoss, contrastive_loss, sample_anchors
+from scalecontrast.losses import contrastive as contrastive_module
+
+
+def _random_set(n: int, c: int, k: int, seed: int, dtype=torch.float64):
+    g = torch.Generator().manual_seed(seed)
+    feats = torch.randn(n, c, generator=g, dtype=dtype)
+    labels = torch.randint(0, k, (n,), generator=g)
+    return feats, labels
+
+
+def _grad(fn, *tensors):
+    leaves = [t.detach().clone().requires_grad_(True) for t in tensors]
+    value = fn(*leaves)
+    grads = torch.autograd.grad(value, leaves, allow_unused=True)
+    return value.detach(), grads
+
+
+@pytest.mark.parametrize("temperature", [0.1, 0.5, 0.01])
+@pytest.mark.parametrize("seed", [0, 1])
+def test_within_set_matches_naive(temperature, seed):
+    feats, labels = _random_set(40, 8, 4, seed)
+    ours, (g_ours,) = _grad(lambda f: contrastive_loss(f, labels, temperature=temperature), feats)
+    ref, (g_ref,) = _grad(lambda f: naive_contrastive(f, labels, temperature=temperature), feats)
+    torch.testing.assert_close(ours, ref, rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(g_ours, g_ref, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("temperature", [0.1, 0.07, 0.02])
+def test_cross_set_matches_naive(temperature):
+    feats, labels = _random_set(30, 6, 5, 2)
+    other, other_labels = _random_set(45, 6, 4, 3)  # class 4 has no positive in the contrast set
+    ours, g_ours = _grad(
+        lambda a, b: contrastive_loss(
+            a, labels, contrast_feats=b, contrast_labels=other_labels, temperature=temperature
+        ),
+        feats,
+        other,
+    )
+    ref, g_ref = _grad(
+        lambda a, b: naive_contrastive(a, labels, b, other_labels, temperature=temperature), feats, other
+    )
+    torch.testing.assert_close(ours, ref, rtol=1e-10, atol=1e-10)
+    for a, b in zip(g_ours, g_ref):
+        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-12)
+
+
+def test_many_chunks_match_naive(monkeypatch):
+    monkeypatch.setattr(contrastive_module, "CHUNK_ELEMENTS", 64)  # 1-2 rows per chunk
+    feats, labels = _random_set(50, 4, 3, 4)
+    ours, (g_ours,) = _grad(lambda f: contrastive_loss(f, labels), feats)
+    ref, (g_ref,) = _grad(lambda f: naive_contrastive(f, labels), feats)
+    torch.testing.assert_close(ours, ref, rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(g_ours, g_ref, rtol=1e-9, atol=1e-12)
+
+
+def test_gradcheck():
+    feats, labels = _random_set(12, 3, 3, 5)
+    feats.requires_grad_(True)
+    assert torch.autograd.gradcheck(lambda f: contrastive_loss(f, labels, temperature=0.3), (feats,))
+
+
+def test_dense_baseline_agrees():
+    feats, labels = _random_set(64, 16, 5, 6, dtype=torch.float32)
+    torch.testing.assert_close(contrastive_loss(feats, labels), dense_contrastive(feats, labels))
+
+
+def test_degenerate_sets_give_finite_values_with_graph():
+    feats = torch.randn(6, 4, requires_grad=True)
+    # every anchor alone in its class: no positive anywhere -> zero that keeps the graph
+    loss = contrastive_loss(feats, torch.arange(6))
+    assert loss.item() == 0.0 and loss.requires_grad
+    loss.backward()
+    assert torch.equal(feats.grad, torch.zeros_like(feats))
+    # one class only: positives but no negatives -> every term is s - log(exp(s)) = 0
+    loss = contrastive_loss(feats, torch.zeros(6, dtype=torch.long))
+    assert torch.isfinite(loss) and abs(loss.item()) < 1e-6
+    # empty set
+    empty = torch.zeros(0, 4, requires_grad=True)
+    loss = contrastive_loss(empty, torch.zeros(0, dtype=torch.long))
+    loss.backward()
+    assert loss.item() == 0.0
+
+
+def test_mismatched_inputs_name_the_shapes():
+    with pytest.raises(ValueError, match=r"\(5, 3\)"):
+        contrastive_loss(torch.randn(5, 3), torch.zeros(4, dtype=torch.long))
+    with pytest.raises(ValueError, match="same embedding size"):
+        contrastive_loss(
+            torch.randn(5, 3), torch.zeros(5, dtype=torch.long),
+            contrast_feats=torch.randn(4, 2), contrast_labels=torch.zeros(4, dtype=torch.long),
+        )
+    with pytest.raises(ValueError, match="together"):
+        contrastive_loss(torch.randn(5, 3), torch.zeros(5, dtype=torch.long), contrast_feats=torch.randn(4, 3))
+    loss_fn = MultiScaleContrastiveLoss()
+    with pytest.raises(ValueError, match=r"\(2, 8, 4, 4\)"):
+        loss_fn([torch.randn(2, 8, 4, 4), torch.randn(3, 8, 2, 2)], torch.zeros(2, 8, 8, dtype=torch.long))
+    with pytest.raises(ValueError, match="scale_weights"):
+        MultiScaleContrastiveLoss(scale_weights=(1.0,))(
+            [torch.randn(2, 8, 4, 4)] * 2, torch.zeros(2, 8, 8, dtype=torch.long)
+        )
+
+
+def test_bf16_autocast_large_embeddings():
+    feats, labels = _random_set(200, 32, 4, 7, dtype=torch.float32)
+    big = (feats * 1e4).requires_grad_(True)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        projected = big @ torch.eye(32)  # runs in bf16 under autocast
+        assert projected.dtype == torch.bfloat16
+        loss = contrastive_loss(projected, labels, temperature=0.01)
+    assert loss.dtype == torch.float32 and torch.isfinite(loss)
+    loss.backward()
+    assert torch.isfinite(big.grad).all()
+    ref = naive_contrastive(projected.detach().double(), labels, temperature=0.01)
+    torch.testing.assert_close(loss.double(), ref, rtol=1e-4, atol=1e-4)
+
+
+# ----------------------------------------------------------------------------- sampler
+
+
+def _position_embeddings(batch: int, h: int, w: int) -> torch.Tensor:
+    """(B, 2, h, w) whose channels are the image index and the flat pixel index."""
+    image = torch.arange(batch, dtype=torch.float64).view(batch, 1, 1).expand(batch, h, w)
+    pixel = torch.arange(h * w, dtype=torch.float64).view(1, h, w).expand(batch, h, w)
+    return torch.stack([image, pixel], 1)
+
+
+def test_sampler_properties():
+    g = torch.Generator().manual_seed(0)
+    batch, h, w = 3, 12, 10
+    labels = torch.randint(0, 6, (batch, h, w), generator=g)
+    labels[labels == 5] = 255
+    labels[0, :6] = 3  # one large class
+    labels[2] = torch.where(labels[2] == 4, 1, labels[2])
+    min_views, max_views = 5, 7
+    feats, pair_labels = sample_anchors(
+        _position_embeddings(batch, h, w), labels, min_views=min_views, max_views=max_views, generator=g
+    )
+    counts = {
+        (b, k): int((labels[b] == k).sum()) for b in range(batch) for k in range(5) if (labels[b] == k).sum()
+    }
+    valid = sorted(p for p, c in counts.items() if c >= min_views)
+    expected_views = min(min(counts[p] for p in valid), max_views, 10000 // len(valid))
+    assert feats.shape == (len(valid), expected_views, 2)
+    assert pair_labels.tolist() == [k for _, k in valid]
+    flat = labels.reshape(batch, -1)
+    for (b, k), views in zip(valid, feats):
+        assert (views[:, 0] == b).all()
+        pixels = views[:, 1].long()
+        assert len(set(pixels.tolist())) == len(pixels)  # without replacement
+        assert (flat[b, pixels] == k).all()  # every view belongs to its anchor's class; never ignore
+
+
+def test_sampler_is_reproducible_and_caps_total():
+    labels = torch.randint(0, 4, (2, 32, 32))
+    emb = _position_embeddings(2, 32, 32)
+    a = sample_anchors(emb, labels, generator=torch.Generator().manual_seed(3), max_total=40)
+    b = sample_anchors(emb, labels, generator=torch.Generator().manual_seed(3), max_total=40)
+    assert torch.equal(a[0], b[0])
+    assert a[0].shape == (8, 5, 2)  # 8 pairs, V = 40 // 8
+    many = sample_anchors(emb, labels, max_total=5, min_views=1)
+    assert many[0].shape == (5, 1, 2)  # more pairs than max_total: 5 pairs kept, one view each
+
+
+def test_sampler_downsamples_labels_by_nearest():
+    labels = torch.arange(16).view(1, 4, 4) % 3
+    emb = torch.randn(1, 2, 2, 2)
+    feats, pair_labels = sample_anchors(emb, labels, min_views=1)
+    nearest = F.interpolate(labels[:, None].float(), size=(2, 2), mode="nearest").long().flatten()
+    assert pair_labels.tolist() == sorted(set(nearest.tolist()))
+    assert labels[0, ::2, ::2].flatten().tolist() == nearest.tolist()  # the top-left pixel of each cell
+
+
+def test_sampler_keeps_highest_class_without_ignore():
+    labels = torch.zeros(1, 8, 8, dtype=torch.long)
+    labels[0, 4:] = 2  # classes 0 and 2, no ignore pixel at all
+    _, pair_labels = sample_anchors(torch.randn(1, 3, 8, 8), labels)
+    assert pair_labels.tolist() == [0, 2]
+
+
+def test_sampler_degenerate_batches():
+    emb = torch.randn(2, 3, 8, 8, requires_grad=True)
+    feats, labs = sample_anchors(emb, torch.full((2, 8, 8), 255))
+    assert feats.shape == (0, 0, 3) and labs.shape == (0,)
+    feats, labs = sample_anchors(emb, torch.zeros(2, 8, 8, dtype=torch.long))
+    assert feats.shape == (2, 64, 3) and labs.tolist() == [0, 0]
+    one = torch.full((2, 8, 8), 255)
+    one[0, 0, 0] = 1
+    feats, labs = sample_anchors(emb, one, min_views=1)
+    assert feats.shape == (1, 1, 3)
+
+
+# ----------------------------------------------------------------------------- multi-scale
+
+
+def _balanced_labels(batch: int, size: int, coarse: int, seed: int) -> torch.Tensor:
+    """Labels constant on a coarse grid, every class equally frequent in every image."""
+    g = torch.Generator().manual_seed(seed)
+    cells = coarse * coarse
+    base = torch.arange(cells) % 4
+    grids = torch.stack([base[torch.randperm(cells, generator=g)].view(coarse, coarse) for _ in range(batch)])
+    factor = size // coarse
+    return grids.repeat_interleave(factor, 1).repeat_interleave(factor, 2)
+
+
+def _all_pixels(emb: torch.Tensor, labels: torch.Tensor):
+    h, w = emb.shape[-2:]
+    lab = F.interpolate(labels[:, None].float(), size=(h, w), mode="nearest").long().flatten()
+    return emb.permute(0, 2, 3, 1).reshape(-1, emb.shape[1]), lab
+
+
+@pytest.mark.parametrize("detach", [False, True])
+def test_multiscale_total_matches_naive_when_every_pixel_is_sampled(detach):
+    g = torch.Generator().manual_seed(0)
+    labels = _balanced_labels(2, 8, 2, seed=1)
+    embeddings = [torch.randn(2, 6, s, s, generator=g, dtype=torch.float64) for s in (8, 4, 2)]
+    loss_fn = MultiScaleContrastiveLoss(
+        min_views=1, cross_scale_temperature=0.2, cross_scale_weights=(1.0, 0.5), detach_low_res=detach
+    )
+
+    def naive(*embs):
+        sets = [_all_pixels(e, labels) for e in embs]
+        weights = (1.0, 0.7, 0.4)
+        ms = sum(w * naive_contrastive(*sets[s], temperature=0.1) for s, w in enumerate(weights))
+        low = [(f.detach() if detach else f, y) for f, y in sets]
+        cs = naive_contrastive(*sets[0], *low[2], temperature=0.2) + 0.5 * naive_contrastive(
+            *sets[0], *low[1], temperature=0.2
+        )
+        return ms + cs
+
+    ours, g_ours = _grad(lambda *e: loss_fn(list(e), labels), *embeddings)
+    ref, g_ref = _grad(naive, *embeddings)
+    torch.testing.assert_close(ours, ref, rtol=1e-10, atol=1e-10)
+    for a, b in zip(g_ours, g_ref):
+        torch.testing.assert_close(a, b, rtol=1e-8, atol=1e-12)
+
+
+def test_return_terms_and_weights():
+    labels = _balanced_labels(2, 16, 4, seed=2)
+    embeddings = [torch.randn(2, 6, s, s) for s in (16, 8, 4, 2)]
+    loss_fn = MultiScaleContrastiveLoss(min_views=1)
+    terms = loss_fn(embeddings, labels, return_terms=True)
+    assert set(terms) == {"loss", "scale_0", "scale_1", "scale_2", "scale_3", "cross_high_low", "cross_high_mid"}
+    weighted = sum(w * terms[f"scale_{s}"] for s, w in enumerate((1.0, 0.7, 0.4, 0.1)))
+    total = weighted + terms["cross_high_low"] + terms["cross_high_mid"]
+    torch.testing.assert_close(terms["loss"].detach(), total)
+    # single scale (the deepest), no cross-scale: only that map is sampled
+    single = MultiScaleContrastiveLoss(scale_weights=(0, 0, 0, 1), cross_scale=False, min_views=1)
+    terms = single(embeddings, labels, return_terms=True)
+    assert set(terms) == {"loss", "scale_3"}
+    # the cross-scale temperature is honoured
+    hot = MultiScaleContrastiveLoss(min_views=1, scale_weights=(0, 0, 0, 0), cross_scale_temperature=0.5)
+    cold = MultiScaleContrastiveLoss(min_views=1, scale_weights=(0, 0, 0, 0), cross_scale_temperature=0.05)
+    assert not torch.isclose(hot(embeddings, labels), cold(embeddings, labels))
+
+
+def test_multiscale_all_ignore_keeps_graph():
+    embeddings = [torch.randn(2, 4, s, s, requires_grad=True) for s in (8, 4, 2)]
+    loss = MultiScaleContrastiveLoss()(embeddings, torch.full((2, 16, 16), 255))
+    assert loss.item() == 0.0
+    loss.backward()
+    assert all(e.grad is not None and not e.grad.any() for e in embeddings)
