@@ -1,0 +1,247 @@
+"""Tests for scalecontrast.models: every head on tiny backbones, wrap_model, weights, counts."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from scalecontrast.models import (
+    SegmentationOutput,
+    adaptive_avg_pool2d,
+    create_model,
+    list_heads,
+    wrap_model,
+)
+
+K = 5  # classes
+EMBED = 32  # small projector width for speed
+TINY_SWIN = {"embed_dim": 24, "depths": (1, 1, 1, 1), "num_heads": (1, 2, 3, 6)}
+
+# (head, backbone, small head options, has aux logits, number of embedding maps)
+CASES = [
+    ("deeplabv3", "resnet18", {"channels": 32}, False, 3),
+    ("hrnet", "hrnet_w18_small", {}, False, 4),
+    ("ocrnet", "hrnet_w18_small", {"channels": 32, "key_channels": 16}, True, 4),
+    ("ocrnet", "resnet18", {"channels": 32, "key_channels": 16}, True, 2),
+    ("upernet", "swin_tiny_patch4_window7_224", {"channels": 32, "aux_channels": 16}, True, 4),
+    ("upernet", "resnet18", {"channels": 32, "aux_channels": 16}, True, 4),
+    ("upernet", "convnext_atto", {"channels": 32, "aux_channels": 16}, True, 4),
+    ("fpn", "tf_efficientnet_lite0", {"channels": 32, "seg_channels": 16}, False, 4),
+]
+
+
+def build(head: str, backbone: str, opts: dict, **kw) -> nn.Module:
+    if backbone.startswith("swin"):
+        kw["backbone_kwargs"] = TINY_SWIN
+    kw.setdefault("embed_dim", EMBED)
+    torch.manual_seed(0)
+    return create_model(head, backbone, K, **opts, **kw)
+
+
+def blocky_labels(b: int, h: int, w: int) -> torch.Tensor:
+    """Top half class 0, bottom half classes 1 | 2, ignored last column: ``(b, h, w)`` int64.
+
+    Even the stride-32 map of a 64x96 input keeps >= 2 pixels of classes 0 and 1 per image.
+    """
+    y = torch.zeros(b, h, w, dtype=torch.long)
+    y[:, h // 2 :, : w // 2 + 1] = 1
+    y[:, h // 2 :, w // 2 + 1 :] = 2
+    y[:, :, -1] = 255
+    return y
+
+
+def test_list_heads():
+    assert set(list_heads()) == {"deeplabv3", "hrnet", "ocrnet", "upernet", "fpn"}
+    with pytest.raises(ValueError, match="unknown head"):
+        create_model("segformer", "resnet18", K)
+
+
+@pytest.mark.parametrize(("head", "backbone", "opts", "has_aux", "n_scales"), CASES, ids=lambda v: v)
+def test_head_train_backward_eval(head, backbone, opts, has_aux, n_scales):
+    from scalecontrast.losses import MultiScaleContrastiveLoss
+
+    model = build(head, backbone, opts).train()
+    x = torch.randn(2, 3, 64, 96)
+    y = blocky_labels(2, 64, 96)
+    out = model(x)
+    assert isinstance(out, SegmentationOutput)
+    assert out.logits.shape == (2, K, 64, 96)
+    assert (out.aux_logits is not None) == has_aux
+    if has_aux:
+        assert out.aux_logits.shape == (2, K, 64, 96)
+    assert len(out.embeddings) == n_scales == model.num_scales
+    areas = [e.shape[-2] * e.shape[-1] for e in out.embeddings]
+    assert areas == sorted(areas, reverse=True)  # highest resolution first
+    assert areas[0] == 16 * 24  # the first map is at stride 4
+    for e in out.embeddings:
+        assert e.shape[:2] == (2, EMBED)
+
+    loss = F.cross_entropy(out.logits, y, ignore_index=255)
+    if has_aux:
+        loss = loss + 0.4 * F.cross_entropy(out.aux_logits, y, ignore_index=255)
+    contrast = MultiScaleContrastiveLoss(min_views=2)(out.embeddings, y)
+    assert torch.isfinite(contrast) and contrast > 0
+    (loss + 0.1 * contrast).backward()
+    first_param = next(model.backbone.parameters())
+    assert first_param.grad is not None and first_param.grad.abs().sum() > 0
+    for proj in model.projectors:
+        assert proj[0].weight.grad is not None and proj[0].weight.grad.abs().sum() > 0
+
+    model.eval()
+    with torch.no_grad():
+        out = model(x)
+    assert out.logits.shape == (2, K, 64, 96)
+    assert out.aux_logits is None
+    assert out.embeddings == []
+
+
+def test_contrastive_false_has_no_projectors():
+    model = build("fpn", "resnet18", {"channels": 16, "seg_channels": 8}, contrastive=False).train()
+    assert model.projectors is None
+    assert not any("projector" in name for name, _ in model.named_parameters())
+    out = model(torch.randn(2, 3, 64, 64))
+    assert out.embeddings == [] and out.logits.shape == (2, K, 64, 64)
+
+
+@pytest.mark.parametrize("size", [(64, 96), (96, 64), (160, 32)])
+def test_swin_upernet_any_multiple_of_32(size):
+    model = build("upernet", "swin_tiny_patch4_window7_224", {"channels": 16, "aux_channels": 8}).train()
+    out = model(torch.randn(2, 3, *size))  # batch >= 2: BatchNorm on the 1x1 pooled PPM branch
+    assert out.logits.shape == (2, K, *size)
+    h, w = size
+    assert [tuple(e.shape[-2:]) for e in out.embeddings] == [(h // s, w // s) for s in (4, 8, 16, 32)]
+
+
+def test_embed_from_backbone_and_indices():
+    model = build("upernet", "resnet18", {"channels": 16, "aux_channels": 8, "embed_from": "backbone"})
+    assert [p[0].in_channels for p in model.projectors] == [64, 128, 256, 512]
+    model = build("deeplabv3", "resnet18", {"channels": 16, "embed_indices": (0, 3)})
+    assert [p[0].in_channels for p in model.projectors] == [64, 512]
+
+
+def test_deeplabv3_is_dilated_to_stride_8():
+    model = build("deeplabv3", "resnet18", {"channels": 16})
+    assert model.backbone.reductions == [4, 8, 8, 8]
+    assert model.head.aspp.branches[1][0].dilation == (12, 12)
+
+
+def test_projector_layout():
+    model = build("hrnet", "hrnet_w18_small", {}, embed_dim=256)
+    proj = model.projectors[0]
+    assert [type(m) for m in proj] == [nn.Conv2d, nn.ReLU, nn.BatchNorm2d, nn.Conv2d]
+    assert proj[0].bias is None and proj[0].in_channels == proj[0].out_channels == 16
+    assert proj[3].out_channels == 256
+    assert model.backbone.channels == [16, 32, 64, 128]  # native HRNet branch channels
+
+
+def test_normalisation_attributes():
+    assert build("fpn", "resnet18", {}).mean == (0.485, 0.456, 0.406)
+    assert build("fpn", "resnet18", {}).std == (0.229, 0.224, 0.225)
+    lite = build("fpn", "tf_efficientnet_lite0", {})
+    assert lite.mean == lite.std == (0.5, 0.5, 0.5)
+
+
+@pytest.mark.parametrize("size", [(16, 16), (13, 22), (7, 5), (6, 6)])
+@pytest.mark.parametrize("bins", [1, 2, 3, 6])
+def test_adaptive_avg_pool2d_matches_torch(size, bins):
+    x = torch.randn(2, 3, *size)
+    torch.testing.assert_close(adaptive_avg_pool2d(x, bins), F.adaptive_avg_pool2d(x, bins))
+
+
+# --- wrap_model -------------------------------------------------------------------------------
+
+
+def test_wrap_torchvision_deeplabv3():
+    from torchvision.models.segmentation import deeplabv3_resnet50
+
+    base = deeplabv3_resnet50(weights=None, weights_backbone=None, num_classes=K, aux_loss=True)
+    model = wrap_model(base, ["backbone.layer4", "backbone.layer1", "backbone.layer3"], embed_dim=EMBED)
+    assert model.taps == ["backbone.layer1", "backbone.layer4", "backbone.layer3"]  # highest res first
+    assert [p[0].in_channels for p in model.projectors] == [256, 2048, 1024]
+    model.train()
+    x = torch.randn(2, 3, 64, 64)
+    y = blocky_labels(2, 64, 64)
+    out = model(x)
+    assert out.logits.shape == out.aux_logits.shape == (2, K, 64, 64)
+    assert [tuple(e.shape) for e in out.embeddings] == [(2, EMBED, 16, 16), (2, EMBED, 8, 8), (2, EMBED, 8, 8)]
+    from scalecontrast.losses import MultiScaleContrastiveLoss
+
+    loss = F.cross_entropy(out.logits, y, ignore_index=255) + 0.1 * MultiScaleContrastiveLoss(min_views=2)(
+        out.embeddings, y
+    )
+    loss.backward()
+    assert model.projectors[0][0].weight.grad is not None
+    model.eval()
+    with torch.no_grad():
+        out = model(x)
+    assert out.embeddings == [] and out.aux_logits is None and out.logits.shape == (2, K, 64, 64)
+
+
+def test_wrap_plain_tensor_model():
+    base = nn.Sequential(
+        nn.Conv2d(3, 8, 3, stride=2, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(8, 16, 3, stride=2, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(16, K, 1),
+    )
+    model = wrap_model(base, ["0", "2"], embed_dim=8).train()
+    out = model(torch.randn(2, 3, 32, 32))
+    assert out.logits.shape == (2, K, 32, 32)  # upsampled to the input size
+    assert out.aux_logits is None
+    assert [tuple(e.shape) for e in out.embeddings] == [(2, 8, 16, 16), (2, 8, 8, 8)]
+    assert model.mean == (0.485, 0.456, 0.406)
+    with pytest.raises(ValueError, match="no submodule"):
+        wrap_model(base, ["nope"])
+
+
+# --- weights ----------------------------------------------------------------------------------
+
+
+def test_local_checkpoint(tmp_path):
+    import timm
+
+    torch.manual_seed(1)
+    reference = timm.create_model("resnet18", pretrained=False)
+    path = tmp_path / "resnet18.pth"
+    torch.save({"state_dict": reference.state_dict()}, path)
+    model = create_model("fpn", "resnet18", K, pretrained=str(path))
+    torch.testing.assert_close(model.backbone.body.layer3[0].conv1.weight, reference.layer3[0].conv1.weight)
+
+    torch.save({"layer1.0.conv1.weight": reference.layer1[0].conv1.weight}, path)
+    with pytest.raises(KeyError, match="lacks"):
+        create_model("fpn", "resnet18", K, pretrained=str(path))
+
+
+def test_offline_lite0_weights_classify_a_cat():
+    import timm
+    from skimage.data import chelsea
+
+    from scalecontrast.models import lite0_state_dict
+
+    net = timm.create_model("tf_efficientnet_lite0", pretrained=False)
+    net.load_state_dict(lite0_state_dict())
+    net.eval()
+    img = torch.from_numpy(chelsea()).permute(2, 0, 1).float().div(255)[None]
+    img = F.interpolate(img, size=(224, 224), mode="bilinear", antialias=True, align_corners=False)
+    with torch.no_grad():
+        probs = net((img - 0.5) / 0.5).softmax(-1)[0]
+    assert 281 <= int(probs.argmax()) <= 285  # tabby, tiger cat, Persian, Siamese, Egyptian cat
+    assert probs[281:286].sum() > 0.5
+
+    # create_model(pretrained=True) on tf_efficientnet_lite0 loads the same tensors, offline.
+    model = create_model("fpn", "tf_efficientnet_lite0", K, pretrained=True)
+    torch.testing.assert_close(model.backbone.body.conv_stem.weight, net.conv_stem.weight)
+    torch.testing.assert_close(model.backbone.body.blocks[6][0].conv_pwl.weight, net.blocks[6][0].conv_pwl.weight)
+
+
+def count(model: nn.Module) -> int:
+    return sum(p.numel() for name, p in model.named_parameters() if not name.startswith("projectors."))
+
+
+def test_hrnetv2_w48_parameter_count_meta():
+    with torch.device("meta"):
+        model = create_model("hrnet", "hrnet_w48", 19)
+    assert abs(count(model) / 65.9e6 - 1) < 0.05
