@@ -110,18 +110,14 @@ class CaDIS(SegmentationDataset):
             )
         absent = [v for v in CADIS_SPLITS[split] if v not in videos]
         if absent:
-            warnings.warn(
-                f"cadis {split}: videos {absent} not found in {root}; using the others", stacklevel=2
-            )
+            warnings.warn(f"cadis {split}: videos {absent} not found in {root}; using the others", stacklevel=2)
         samples = []
         for vdir in wanted:
             img_dir, lab_dir = vdir / "Images", vdir / "Labels"
             for d in (img_dir, lab_dir):
                 if not d.is_dir():
                     raise MissingDataError(f"cadis: folder not found: {d}")
-            samples += pair_by_stem(
-                list_images(img_dir), list_images(lab_dir, (".png",)), where=f"cadis {vdir.name}"
-            )
+            samples += pair_by_stem(list_images(img_dir), list_images(lab_dir, (".png",)), where=f"cadis {vdir.name}")
         super().__init__(
             samples,
             classes=classes,

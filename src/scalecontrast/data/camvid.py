@@ -47,9 +47,7 @@ def camvid_samples(root: Path, split: str):
         img_dir, ann_dir = root / part, root / f"{part}annot"
         for d in (img_dir, ann_dir):
             if not d.is_dir():
-                raise MissingDataError(
-                    f"camvid: folder not found: {d} (expected the SegNet layout under {root})"
-                )
+                raise MissingDataError(f"camvid: folder not found: {d} (expected the SegNet layout under {root})")
         images = list_images(img_dir)
         masks = list_images(ann_dir, (".png",))
         samples += pair_by_stem(images, masks, where=f"camvid {part} ({img_dir})")

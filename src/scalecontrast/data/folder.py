@@ -69,9 +69,7 @@ class FolderDataset(SegmentationDataset):
         base = root / split
         if not base.is_dir():
             splits = sorted(p.name for p in root.iterdir() if (p / "images").is_dir())
-            raise MissingDataError(
-                f"folder: split folder not found: {base} (splits found: {splits or 'none'})"
-            )
+            raise MissingDataError(f"folder: split folder not found: {base} (splits found: {splits or 'none'})")
         for sub in ("images", "masks"):
             if not (base / sub).is_dir():
                 raise MissingDataError(f"folder: {base / sub} not found")

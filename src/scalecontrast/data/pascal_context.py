@@ -77,9 +77,7 @@ class PascalContext(SegmentationDataset):
                 f"{base / 'JPEGImages'}: {preview(no_image)}"
             )
         if no_mask:
-            raise DataError(
-                f"pascal_context {split}: {len(no_mask)} image(s) without a mask: {preview(no_mask)}"
-            )
+            raise DataError(f"pascal_context {split}: {len(no_mask)} image(s) without a mask: {preview(no_mask)}")
         classes = PASCAL_CONTEXT_CLASSES if num_classes == 59 else ("background", *PASCAL_CONTEXT_CLASSES)
         super().__init__(
             samples,

@@ -67,9 +67,7 @@ class RandomRescale(v2.Transform):
     Output size ``(round(H*s*a), round(W*s))``.
     """
 
-    def __init__(
-        self, scale_range: Sequence[float] = (0.5, 2.0), aspect_range: Sequence[float] = (0.9, 1.1)
-    ) -> None:
+    def __init__(self, scale_range: Sequence[float] = (0.5, 2.0), aspect_range: Sequence[float] = (0.9, 1.1)) -> None:
         super().__init__()
         self.scale_range = (float(scale_range[0]), float(scale_range[1]))
         self.aspect_range = (float(aspect_range[0]), float(aspect_range[1]))
@@ -164,9 +162,7 @@ class RandomCropBalanced(v2.Transform):
 
 def _to_output(mean: Sequence[float] | None, std: Sequence[float] | None) -> list[v2.Transform]:
     steps: list[v2.Transform] = [
-        v2.ToDtype(
-            {tv_tensors.Image: torch.float32, tv_tensors.Mask: torch.int64, "others": None}, scale=True
-        )
+        v2.ToDtype({tv_tensors.Image: torch.float32, tv_tensors.Mask: torch.int64, "others": None}, scale=True)
     ]
     if mean is not None and std is not None:
         steps.append(v2.Normalize(mean=list(mean), std=list(std)))
@@ -202,16 +198,12 @@ def train_transforms(
     steps: list[v2.Transform] = [
         RandomRescale(scale_range, aspect_range),
         PadToSize(crop, ignore_index=ignore_index),
-        RandomCropBalanced(
-            crop, max_ratio=crop_max_ratio, max_tries=crop_max_tries, ignore_index=ignore_index
-        ),
+        RandomCropBalanced(crop, max_ratio=crop_max_ratio, max_tries=crop_max_tries, ignore_index=ignore_index),
     ]
     if hflip > 0:
         steps.append(v2.RandomHorizontalFlip(p=hflip))
     if color_jitter:
-        steps.append(
-            v2.ColorJitter(brightness=(2 / 3, 1.5), contrast=(2 / 3, 1.5), saturation=(2 / 3, 1.5), hue=0.05)
-        )
+        steps.append(v2.ColorJitter(brightness=(2 / 3, 1.5), contrast=(2 / 3, 1.5), saturation=(2 / 3, 1.5), hue=0.05))
     return v2.Compose(steps + _to_output(mean, std))
 
 
