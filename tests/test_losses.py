@@ -269,3 +269,19 @@ def test_multiscale_all_ignore_keeps_graph():
     assert loss.item() == 0.0
     loss.backward()
     assert all(e.grad is not None and not e.grad.any() for e in embeddings)
+
+
+def test_segmentation_loss_ce_and_aux():
+    from scalecontrast.losses import SegmentationLoss
+
+    logits = torch.randn(2, 3, 4, 4)
+    aux = torch.randn(2, 3, 2, 2)
+    labels = torch.randint(0, 3, (2, 8, 8))
+    labels[0, 0] = 255
+    out = SegmentationLoss(aux_weight=0.4)(logits, labels, aux)
+    up = F.interpolate(logits, size=(8, 8), mode="bilinear", align_corners=False)
+    up_aux = F.interpolate(aux, size=(8, 8), mode="bilinear", align_corners=False)
+    ce = F.cross_entropy(up, labels, ignore_index=255)
+    torch.testing.assert_close(out["ce"], ce)
+    torch.testing.assert_close(out["loss"], ce + 0.4 * F.cross_entropy(up_aux, labels, ignore_index=255))
+    assert set(SegmentationLoss()(logits, labels)) == {"loss", "ce"}
