@@ -138,3 +138,17 @@ def test_eval_keeps_original_label_and_normalises():
 def test_stem_passes_through():
     out = train_transforms((32, 32))(colour_coded())
     assert out["stem"] == "coded"
+
+
+def test_eval_image_size_resizes_image_only():
+    sample = colour_coded(50, 70)
+    out = eval_transforms(image_size=(32, 48))(sample)
+    assert out["image"].shape == (3, 32, 48)
+    assert torch.equal(out["mask"], sample["mask"].as_subclass(torch.Tensor).long())
+
+
+def test_public_names():
+    import scalecontrast.data as data
+
+    for name in ("get_dataset", "train_transforms", "eval_transforms", "prepare_camvid", "verify_camvid"):
+        assert callable(getattr(data, name))

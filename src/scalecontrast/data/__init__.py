@@ -8,6 +8,7 @@ This package never imports ``scalecontrast.models``, ``losses``, ``engine`` or `
 """
 
 from .base import IGNORE_INDEX, SegmentationDataset, default_palette
+from .download import prepare_camvid, verify_camvid
 from .errors import DataError, MissingDataError
 from .factory import DATASETS, get_dataset
 from .synthetic import SyntheticShapes
@@ -19,6 +20,7 @@ from .transforms import (
     PadToSize,
     RandomCropBalanced,
     RandomRescale,
+    ResizeImage,
     eval_transforms,
     train_transforms,
 )
@@ -35,10 +37,13 @@ __all__ = [
     "PadToSize",
     "RandomCropBalanced",
     "RandomRescale",
+    "ResizeImage",
     "SegmentationDataset",
     "SyntheticShapes",
     "default_palette",
     "eval_transforms",
     "get_dataset",
+    "prepare_camvid",
     "train_transforms",
+    "verify_camvid",
 ]

@@ -29,6 +29,7 @@ __all__ = [
     "RandomRescale",
     "PadToSize",
     "RandomCropBalanced",
+    "ResizeImage",
     "train_transforms",
     "eval_transforms",
 ]
@@ -160,6 +161,22 @@ class RandomCropBalanced(v2.Transform):
     _transform = transform
 
 
+class ResizeImage(v2.Transform):
+    """Resize the image only (bilinear, antialias) to ``size = (h, w)``, leaving the mask at its
+    original size for scoring (the model's logits are upsampled to the mask)."""
+
+    _transformed_types = (tv_tensors.Image,)
+
+    def __init__(self, size: int | Sequence[int]) -> None:
+        super().__init__()
+        self.size = list(_pair(size))
+
+    def transform(self, inpt: Any, params: dict[str, Any]) -> Any:
+        return self._call_kernel(F.resize, inpt, size=self.size, antialias=True)
+
+    _transform = transform
+
+
 def _to_output(mean: Sequence[float] | None, std: Sequence[float] | None) -> list[v2.Transform]:
     steps: list[v2.Transform] = [
         v2.ToDtype({tv_tensors.Image: torch.float32, tv_tensors.Mask: torch.int64, "others": None}, scale=True)
@@ -210,9 +227,13 @@ def train_transforms(
 def eval_transforms(
     mean: Sequence[float] | None = IMAGENET_MEAN,
     std: Sequence[float] | None = IMAGENET_STD,
+    *,
+    image_size: int | Sequence[int] | None = None,
 ) -> v2.Compose:
-    """Evaluation: no geometric change, so the mask stays the original-size label used for scoring.
+    """Evaluation: the mask stays the original-size label used for scoring.
 
-    Image -> float in [0, 1] -> normalised with ``mean``/``std``; mask -> int64.
+    Image -> (optionally resized to ``image_size``, the image only) -> float in [0, 1] -> normalised
+    with ``mean``/``std``; mask -> int64, unchanged.
     """
-    return v2.Compose(_to_output(mean, std))
+    steps: list[v2.Transform] = [ResizeImage(image_size)] if image_size is not None else []
+    return v2.Compose(steps + _to_output(mean, std))
