@@ -1,5 +1,6 @@
 """CamVid on the real copy in ../shared/data/camvid (a handful of images) and PNG/JPEG matching."""
 
+import os
 import shutil
 from pathlib import Path
 
@@ -11,7 +12,10 @@ from PIL import Image
 from scalecontrast.data import eval_transforms, get_dataset, train_transforms
 from scalecontrast.data.camvid import CAMVID_CLASSES, CAMVID_PALETTE
 
-CAMVID = Path(__file__).resolve().parents[2] / "shared" / "data" / "camvid"
+# ../shared/data/camvid beside the repo (as in CI), or $SCALECONTRAST_CAMVID
+CAMVID = Path(
+    os.environ.get("SCALECONTRAST_CAMVID", Path(__file__).resolve().parents[2] / "shared" / "data" / "camvid")
+)
 pytestmark = pytest.mark.skipif(not CAMVID.is_dir(), reason=f"CamVid copy not found at {CAMVID}")
 
 

@@ -1,5 +1,6 @@
 """prepare_camvid / verify_camvid with local sources (the network path cannot run here)."""
 
+import os
 import shutil
 import tarfile
 import zipfile
@@ -12,7 +13,10 @@ from PIL import Image
 from scalecontrast.data import DataError, MissingDataError, get_dataset
 from scalecontrast.data.download import FOLDERS, SEGNET_COMMIT, prepare_camvid, verify_camvid
 
-CAMVID = Path(__file__).resolve().parents[2] / "shared" / "data" / "camvid"
+# ../shared/data/camvid beside the repo (as in CI), or $SCALECONTRAST_CAMVID
+CAMVID = Path(
+    os.environ.get("SCALECONTRAST_CAMVID", Path(__file__).resolve().parents[2] / "shared" / "data" / "camvid")
+)
 pytestmark = pytest.mark.skipif(not CAMVID.is_dir(), reason=f"CamVid copy not found at {CAMVID}")
 TINY = {"train": 2, "val": 1, "test": 1}
 
