@@ -245,3 +245,17 @@ def test_hrnetv2_w48_parameter_count_meta():
     with torch.device("meta"):
         model = create_model("hrnet", "hrnet_w48", 19)
     assert abs(count(model) / 65.9e6 - 1) < 0.05
+
+
+@pytest.mark.parametrize("size", [(32, 32), (33, 31), (17, 50)])
+def test_exportable_same_padding_matches_timm(size):
+    from timm.layers import Conv2dSame
+
+    from scalecontrast.models.backbone import ExportableConv2dSame
+
+    for k, s in [(3, 2), (5, 2), (3, 1)]:
+        conv = Conv2dSame(4, 6, k, stride=s)
+        x = torch.randn(1, 4, *size)
+        want = conv(x)
+        conv.__class__ = ExportableConv2dSame
+        torch.testing.assert_close(conv(x), want)

@@ -27,9 +27,7 @@ class ASPP(nn.Module):
             + [ConvBNReLU(in_channels, out_channels, 3, dilation=r) for r in rates]
         )
         self.pool = ConvBNReLU(in_channels, out_channels, 1)
-        self.project = nn.Sequential(
-            ConvBNReLU(out_channels * (len(rates) + 2), out_channels, 1), nn.Dropout(dropout)
-        )
+        self.project = nn.Sequential(ConvBNReLU(out_channels * (len(rates) + 2), out_channels, 1), nn.Dropout(dropout))
 
     def forward(self, x: Tensor) -> Tensor:
         pooled = self.pool(x.mean(dim=(2, 3), keepdim=True)).expand(-1, -1, x.shape[2], x.shape[3])

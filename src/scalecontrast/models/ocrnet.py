@@ -77,9 +77,7 @@ class OCRHead(nn.Module):
         self.concat = backbone_kind == "hrnet"
         if self.concat:
             ocr_in = region_in = sum(in_channels)
-            self.regions = nn.Sequential(
-                ConvBNReLU(region_in, region_in, 1), nn.Conv2d(region_in, num_classes, 1)
-            )
+            self.regions = nn.Sequential(ConvBNReLU(region_in, region_in, 1), nn.Conv2d(region_in, num_classes, 1))
             default_embed = tuple(range(len(in_channels)))
         else:
             ocr_in, region_in = in_channels[-1], in_channels[-2]

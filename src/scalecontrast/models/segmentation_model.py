@@ -23,16 +23,12 @@ class SegmentationModel(nn.Module):
         contrastive: build projectors (``embed_dim`` channels out, one per scale).
     """
 
-    def __init__(
-        self, backbone: Backbone, head: nn.Module, *, contrastive: bool = True, embed_dim: int = 256
-    ):
+    def __init__(self, backbone: Backbone, head: nn.Module, *, contrastive: bool = True, embed_dim: int = 256):
         super().__init__()
         self.backbone = backbone
         self.head = head
         self.embed_dim = embed_dim
-        self.projectors = (
-            nn.ModuleList(Projector(c, embed_dim) for c in head.embed_channels) if contrastive else None
-        )
+        self.projectors = nn.ModuleList(Projector(c, embed_dim) for c in head.embed_channels) if contrastive else None
         self.mean: tuple[float, ...] = backbone.mean
         self.std: tuple[float, ...] = backbone.std
 

@@ -74,9 +74,7 @@ class ContrastiveWrapper(nn.Module):
         modules = dict(model.named_modules())
         found: dict[str, torch.Size] = {}
         handles = [
-            modules[t].register_forward_hook(
-                lambda _m, _i, out, t=t: found.__setitem__(t, _first_tensor(out).shape)
-            )
+            modules[t].register_forward_hook(lambda _m, _i, out, t=t: found.__setitem__(t, _first_tensor(out).shape))
             for t in taps
         ]
         was_training = model.training
@@ -99,9 +97,7 @@ class ContrastiveWrapper(nn.Module):
         if missing:
             raise ValueError(f"submodules {missing} were not called in forward")
         if any(len(found[t]) != 4 for t in taps):
-            raise ValueError(
-                f"tapped outputs must be (B, C, h, w); got { {t: tuple(found[t]) for t in taps} }"
-            )
+            raise ValueError(f"tapped outputs must be (B, C, h, w); got { {t: tuple(found[t]) for t in taps} }")
         return [found[t] for t in taps]
 
     def _hook(self, name: str):
