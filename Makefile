@@ -25,5 +25,37 @@ lint: setup
 bench: setup
 	$(BIN)/python benchmarks/loss.py
 
+# `make demo`: a short fit + test on the built-in synthetic data (a few minutes on 2 CPU cores),
+# then pictures: colour masks and overlays (segment) and a per-scale t-SNE of the embeddings (embed).
+# `DATA=path/to/camvid make demo` does the same on CamVid (SegNet layout, see `scalecontrast data camvid`).
+DEMO_OUT ?= outputs/demo
+DEMO_STEPS ?= 150
+ifeq ($(strip $(DATA)),)
+DEMO_CFG := configs/synthetic/fpn_lite0_mscs.yaml
+DEMO_DATA :=
+DEMO_TRAIN :=
+DEMO_IMAGES := $(DEMO_OUT)/images/test/images
+else
+DEMO_CFG := configs/camvid/fpn_lite0_mscs.yaml
+DEMO_DATA := --data.root $(DATA)
+DEMO_TRAIN := --data.crop_size '[256, 256]' --trainer.val_check_interval $(DEMO_STEPS)
+DEMO_IMAGES := $(DATA)/test
+endif
+DEMO_RUN := $(DEMO_OUT)/run
+DEMO_CKPT := $(DEMO_RUN)/checkpoints/last.ckpt
+SC := $(BIN)/scalecontrast
+
+demo: setup
+	rm -rf $(DEMO_RUN)
+	$(SC) fit --config $(DEMO_CFG) $(DEMO_DATA) $(DEMO_TRAIN) --trainer.max_steps $(DEMO_STEPS) \
+		--trainer.default_root_dir $(DEMO_RUN)
+	$(SC) test --config $(DEMO_CFG) $(DEMO_DATA) --ckpt_path $(DEMO_CKPT) \
+		--trainer.default_root_dir $(DEMO_RUN) --trainer.enable_progress_bar false
+	$(if $(strip $(DATA)),,$(SC) data synthetic --root $(DEMO_OUT)/images --num 6)
+	$(SC) segment --ckpt_path $(DEMO_CKPT) --input $(DEMO_IMAGES) --limit 6 --output $(DEMO_OUT)/segment
+	$(SC) embed --config $(DEMO_CFG) $(DEMO_DATA) --ckpt_path $(DEMO_CKPT) --output $(DEMO_OUT)/tsne.png
+	@echo "demo: masks and overlays in $(DEMO_OUT)/segment, t-SNE in $(DEMO_OUT)/tsne.png," \
+		"TensorBoard logs in $(DEMO_RUN) (tensorboard --logdir $(DEMO_RUN))"
+
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info

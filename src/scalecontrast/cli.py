@@ -44,6 +44,7 @@ from a checkpoint:
 
 data:
   data camvid --root DIR [--source PATH]   download (or copy from PATH) and verify CamVid
+  data synthetic --root DIR [--num N]      write built-in synthetic scenes as image/mask files
 
 Run `scalecontrast COMMAND --help` for the options of a command.
 """
@@ -119,14 +120,19 @@ def run_lightning(args: Sequence[str] | None, *, run: bool = True):
     from scalecontrast.engine import SegmentationDataModule, SegmentationModule
 
     cls = _lightning_cli_class()
-    return cls(
-        SegmentationModule,
-        SegmentationDataModule,
-        args=None if args is None else list(args),
-        run=run,
-        seed_everything_default=0,
-        save_config_kwargs={"overwrite": True},
-    )
+    saved = sys.argv
+    if args is not None:  # parse as if typed (Lightning's DDP launcher also re-runs sys.argv)
+        sys.argv = [saved[0] if saved else "scalecontrast", *args]
+    try:
+        return cls(
+            SegmentationModule,
+            SegmentationDataModule,
+            run=run,
+            seed_everything_default=0,
+            save_config_kwargs={"overwrite": True},
+        )
+    finally:
+        sys.argv = saved
 
 
 # ------------------------------------------------------------------------------------------------
@@ -160,6 +166,7 @@ def cmd_segment(argv: Sequence[str]) -> int:
     p.add_argument("--stride", type=list[int] | None, default=None, help="sliding-window stride (h, w)")
     p.add_argument("--alpha", type=float, default=0.5, help="overlay opacity")
     p.add_argument("--device", type=str, default="cpu", help="cpu, cuda, cuda:1, mps ...")
+    p.add_argument("--limit", type=int | None, default=None, help="only the first N images of a folder")
     a = p.parse_args(list(argv))
 
     import numpy as np
@@ -170,7 +177,7 @@ def cmd_segment(argv: Sequence[str]) -> int:
     from scalecontrast.viz import save_mask_and_overlay
 
     module = load_module(a.ckpt_path, map_location=a.device)
-    files = _list_images(Path(a.input))
+    files = _list_images(Path(a.input))[: a.limit]
     scales, flip = [1.0], False
     if a.tta:
         configured = [float(s) for s in module.hparams.eval_scales]
@@ -327,19 +334,26 @@ def cmd_embed(argv: Sequence[str]) -> int:
 
 
 def cmd_data(argv: Sequence[str]) -> int:
-    p = _parser("data", "Download (or copy from a local source) and verify a data set.")
-    p.add_argument("name", type=str, help="data set name (camvid)")
+    p = _parser("data", "camvid: download (or copy from a local source) and verify CamVid. "
+                "synthetic: write built-in synthetic scenes as files in the `folder` layout.")
+    p.add_argument("name", type=str, help="camvid or synthetic")
     p.add_argument("--root", type=str, required=True, help="folder to create / verify")
     p.add_argument("--source", type=str | None, default=None,
-                   help="a local copy (folder or archive) to use instead of downloading")
+                   help="camvid: a local copy (folder or archive) to use instead of downloading")
+    p.add_argument("--split", type=str, default="test", help="synthetic: split to write")
+    p.add_argument("--num", type=int, default=8, help="synthetic: number of scenes")
+    p.add_argument("--size", type=int, default=128, help="synthetic: scene size in pixels")
     a = p.parse_args(list(argv))
-    if a.name.lower() != "camvid":
-        raise SystemExit(f"scalecontrast data: only 'camvid' can be fetched automatically, not {a.name!r}; "
-                         "see the README for the other data sets' layouts")
+    name = a.name.lower()
+    if name == "synthetic":
+        return _write_synthetic(Path(a.root), a.split, a.num, a.size)
+    if name != "camvid":
+        raise SystemExit(f"scalecontrast data: only 'camvid' can be fetched automatically, not {a.name!r} "
+                         "(and 'synthetic' can be written); see docs/ for the other data sets' layouts")
     from scalecontrast import data
 
-    fetch = _find_callable(data, ("download_camvid", "prepare_camvid", "fetch_camvid", "get_camvid"))
-    result = fetch(a.root, source=a.source) if a.source else fetch(a.root)
+    fetch = _find_callable(data, ("prepare_camvid", "download_camvid"))
+    result = fetch(a.root, a.source)
     from scalecontrast.data import get_dataset
 
     sizes = {split: len(get_dataset("camvid", a.root, split)) for split in ("train", "val", "test")}
@@ -347,6 +361,26 @@ def cmd_data(argv: Sequence[str]) -> int:
     if isinstance(result, dict):
         for k, v in result.items():
             print(f"  {k}: {v}")
+    return 0
+
+
+def _write_synthetic(root: Path, split: str, num: int, size: int) -> int:
+    """``root/{split}/images/*.png``, ``root/{split}/masks/*.png`` and ``root/classes.txt``."""
+    from PIL import Image
+
+    from scalecontrast.data import get_dataset
+    from scalecontrast.viz.masks import to_uint8_image
+
+    ds = get_dataset("synthetic", None, split, length=num, size=size)
+    (root / split / "images").mkdir(parents=True, exist_ok=True)
+    (root / split / "masks").mkdir(parents=True, exist_ok=True)
+    (root / "classes.txt").write_text("\n".join(ds.classes) + "\n")
+    for i in range(len(ds)):
+        item = ds[i]
+        stem = str(item.get("stem", f"{split}_{i:06d}"))
+        Image.fromarray(to_uint8_image(item["image"])).save(root / split / "images" / f"{stem}.png")
+        Image.fromarray(item["mask"].numpy().astype("uint8")).save(root / split / "masks" / f"{stem}.png")
+    print(f"wrote {len(ds)} synthetic {split} scenes ({size}x{size}) to {root / split}")
     return 0
 
 

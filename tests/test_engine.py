@@ -1,0 +1,160 @@
+"""Engine units: inference (TTA, sliding window), metrics, schedules, optimiser groups, the
+Lightning module's losses, ONNX export."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from scalecontrast.engine import (
+    SegmentationModule,
+    build_optimizer,
+    format_scores,
+    lr_lambda,
+    param_groups,
+    predict,
+    scores_from_confusion,
+    sliding_window,
+)
+from scalecontrast.engine.metrics import SegmentationMetrics
+
+TINY = {"head": "fpn", "backbone": "mobilenetv3_small_050", "model_kwargs": {"channels": 32, "seg_channels": 32}}
+
+
+@pytest.fixture(scope="module")
+def tiny_module() -> SegmentationModule:
+    torch.manual_seed(0)
+    module = SegmentationModule(num_classes=4, pretrained=False, max_steps=10, max_total=500, **TINY)
+    return module.eval()
+
+
+def test_tta_scale_one_no_flip_equals_plain(tiny_module):
+    x = torch.rand(2, 3, 64, 96)
+    with torch.no_grad():
+        plain = tiny_module.logits(x).softmax(1)
+    tta = predict(tiny_module.logits, x, scales=(1.0,), flip=False)
+    assert tta.shape == (2, 4, 64, 96)
+    torch.testing.assert_close(tta, plain, rtol=0, atol=0)
+
+
+def test_tta_multi_scale_flip_is_a_distribution(tiny_module):
+    x = torch.rand(1, 3, 64, 64)
+    probs = predict(tiny_module.logits, x, scales=(0.75, 1.0, 1.25), flip=True, out_size=(80, 70))
+    assert probs.shape == (1, 4, 80, 70)
+    torch.testing.assert_close(probs.sum(1), torch.ones(1, 80, 70))
+
+
+def test_sliding_window_crop_larger_than_image_equals_whole(tiny_module):
+    x = torch.rand(1, 3, 64, 96)
+    with torch.no_grad():
+        whole = tiny_module.logits(x)
+        slid = sliding_window(tiny_module.logits, x, crop_size=(128, 160), stride=(64, 64))
+    torch.testing.assert_close(slid, whole, rtol=0, atol=0)
+    probs = predict(tiny_module.logits, x, crop_size=(128, 160), stride=(64, 64))
+    torch.testing.assert_close(probs, whole.softmax(1), rtol=0, atol=0)
+
+
+def test_sliding_window_overlap_averages_a_pointwise_model():
+    conv = nn.Conv2d(3, 5, 1)
+    x = torch.rand(2, 3, 50, 70)
+    with torch.no_grad():
+        out = sliding_window(conv, x, crop_size=(32, 32), stride=(20, 24))
+        torch.testing.assert_close(out, conv(x), rtol=1e-5, atol=1e-6)
+
+
+def test_scores_from_confusion_by_hand():
+    # rows = ground truth, cols = prediction
+    cm = torch.tensor([[5, 1, 0], [2, 3, 0], [0, 0, 0]])
+    s = scores_from_confusion(cm, groups={"a": [0], "b": [1, 2]})
+    assert s["iou"][0].item() == pytest.approx(5 / 8)
+    assert s["iou"][1].item() == pytest.approx(3 / 6)
+    assert math.isnan(s["iou"][2].item())  # absent class: left out of the mean
+    assert s["mIoU"].item() == pytest.approx((5 / 8 + 3 / 6) / 2)
+    assert s["pixel_acc"].item() == pytest.approx(8 / 11)
+    assert s["mIoU_b"].item() == pytest.approx(0.5)
+    table = format_scores(s, ["sky", "road", "car"])
+    assert "sky" in table and "62.50" in table and "n/a" in table
+
+
+def test_metrics_ignore_index():
+    m = SegmentationMetrics(3)
+    target = torch.tensor([[0, 1, 255], [2, 2, 255]])
+    preds = torch.tensor([[0, 1, 2], [2, 0, 1]])
+    m.update(preds, target)
+    cm = m.compute()
+    assert cm.sum().item() == 4
+    assert m.scores()["pixel_acc"].item() == pytest.approx(3 / 4)
+
+
+def test_schedules():
+    poly = lr_lambda(100, schedule="poly", power=0.9)
+    assert poly(0) == 1.0 and poly(100) == 0.0
+    assert poly(50) == pytest.approx(0.5**0.9)
+    warm = lr_lambda(100, schedule="warmup_poly", warmup_steps=10, warmup_ratio=1e-6, power=1.0)
+    assert warm(0) == pytest.approx(1e-6)
+    assert warm(5) == pytest.approx(1e-6 + (1 - 1e-6) * 0.5)
+    assert warm(10) == pytest.approx(1.0)
+    assert warm(55) == pytest.approx(0.5)
+    assert lr_lambda(10, schedule="constant")(7) == 1.0
+    with pytest.raises(ValueError):
+        lr_lambda(10, schedule="cosine")
+
+
+def test_no_weight_decay_on_norms_and_position_embeddings():
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(3, 4, 3)
+            self.bn = nn.BatchNorm2d(4)
+            self.ln = nn.LayerNorm(4)
+            self.pos_embed = nn.Parameter(torch.zeros(1, 4))
+            self.relative_position_bias_table = nn.Parameter(torch.zeros(3, 2))
+
+    net = Net()
+    decay, no_decay = param_groups(net, 0.01)
+    assert {id(p) for p in decay["params"]} == {id(net.conv.weight), id(net.conv.bias)}
+    assert no_decay["weight_decay"] == 0.0 and len(no_decay["params"]) == 6
+    opt = build_optimizer(net, name="adamw", lr=1e-3, weight_decay=0.05)
+    assert isinstance(opt, torch.optim.AdamW) and opt.param_groups[0]["weight_decay"] == 0.05
+    assert isinstance(build_optimizer(net, name="sgd"), torch.optim.SGD)
+
+
+def test_training_step_logs_every_term():
+    torch.manual_seed(0)
+    module = SegmentationModule(num_classes=3, pretrained=False, max_steps=5, max_total=300, **TINY)
+    logged: dict[str, float] = {}
+    module.log = lambda name, value, **kw: logged.__setitem__(name, float(value))  # type: ignore[method-assign]
+    module.log_dict = lambda d, **kw: logged.update({k: float(v) for k, v in d.items()})  # type: ignore[method-assign]
+    module.train()
+    labels = torch.zeros(2, 64, 64, dtype=torch.long)
+    labels[:, 32:] = 1
+    labels[:, :, 40:] = 2
+    labels[0, :4] = 255
+    loss = module.training_step({"image": torch.rand(2, 3, 64, 64), "mask": labels}, 0)
+    loss.backward()
+    assert torch.isfinite(loss)
+    for key in ("train/loss", "train/ce", "train/contrastive", "train/contrastive_scale_0"):
+        assert key in logged, key
+    expected = logged["train/ce"] + 0.1 * logged["train/contrastive"]
+    assert logged["train/loss"] == pytest.approx(expected, rel=1e-5)
+    assert module.model.projectors is not None
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in module.model.projectors.parameters())
+
+
+def test_contrastive_off_twin_has_no_projectors():
+    module = SegmentationModule(num_classes=3, pretrained=False, contrastive=False, **TINY)
+    assert module.contrastive_loss is None
+    assert not module.model_has_projectors()
+
+
+def test_onnx_matches_pytorch(tiny_module, tmp_path):
+    pytest.importorskip("onnxruntime")
+    from scalecontrast.engine import export_onnx
+    from scalecontrast.engine.export import check_onnx
+
+    path = export_onnx(tiny_module, tmp_path / "m.onnx", sample_size=(64, 96))
+    worst = check_onnx(path, tiny_module, sizes=((64, 96), (96, 64), (72, 100)), atol=1e-4, rtol=1e-4)
+    assert worst < 1e-4
