@@ -101,6 +101,9 @@ def _lightning_cli_class():
             for cb in trainer.checkpoint_callbacks:
                 if isinstance(cb, ModelCheckpoint) and cb.dirpath is None:
                     cb.dirpath = os.path.join(trainer.default_root_dir, "checkpoints")
+                if isinstance(cb, ModelCheckpoint) and trainer.is_global_zero and os.path.isdir(cb.dirpath):
+                    for stale in Path(cb.dirpath).glob(".*.ckpt.*.tmp"):  # writes cut short by a kill
+                        stale.unlink(missing_ok=True)
             if type(trainer.strategy.checkpoint_io) is TorchCheckpointIO:
                 trainer.strategy.checkpoint_io = AtomicCheckpointIO()
             return trainer
