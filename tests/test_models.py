@@ -268,3 +268,18 @@ def test_exportable_same_padding_matches_timm(size):
         want = conv(x)
         conv.__class__ = ExportableConv2dSame
         torch.testing.assert_close(conv(x), want)
+
+
+def test_models_layering_and_top_level_exports():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, scalecontrast.models as m, scalecontrast as s;"
+        "assert s.create_model is m.create_model and s.wrap_model is m.wrap_model;"
+        "assert s.SegmentationOutput is m.SegmentationOutput;"
+        "bad = [n for n in sys.modules if n.split('.')[:2] in "
+        "(['scalecontrast','losses'], ['scalecontrast','data'], ['scalecontrast','engine'], ['scalecontrast','cli'])];"
+        "assert not bad, bad"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
