@@ -93,7 +93,7 @@ class SegmentationDataModule(L.LightningDataModule):
             self._get("val", hp.val_split)
         if stage == "validate":
             self._get("val", hp.val_split)
-        if stage in (None, "test"):
+        if stage in (None, "test", "predict"):
             self._get("test", hp.test_split)
 
     # ----------------------------------------------------------------------------------------
@@ -128,6 +128,9 @@ class SegmentationDataModule(L.LightningDataModule):
 
     def val_dataloader(self) -> DataLoader:
         return self._loader(self._get("val", self.hparams.val_split), self.hparams.eval_batch_size, False)
+
+    def predict_dataloader(self) -> DataLoader:
+        return self.test_dataloader()
 
     def test_dataloader(self) -> DataLoader:
         return self._loader(self._get("test", self.hparams.test_split), self.hparams.eval_batch_size, False)

@@ -264,6 +264,13 @@ class SegmentationModule(L.LightningModule):
     def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         self._eval_step(batch, self.test_metrics)
 
+    def predict_step(self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0) -> dict[str, Any]:
+        """``{"pred": (B, H, W) class indices, "stem": names}`` with the configured TTA."""
+        images = batch["image"] if isinstance(batch, dict) else batch
+        size = batch["mask"].shape[-2:] if isinstance(batch, dict) and "mask" in batch else None
+        pred = self.predict_probs(images, out_size=size).argmax(dim=1)
+        return {"pred": pred, "stem": batch.get("stem") if isinstance(batch, dict) else None}
+
     def on_validation_epoch_end(self) -> None:
         self._end_eval("val", self.val_metrics)
 
