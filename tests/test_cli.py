@@ -64,7 +64,9 @@ def test_test_command_prints_per_class_table(synthetic_run, capsys):
     out = capsys.readouterr().out
     for name in get_dataset("synthetic", None, "val").classes:
         assert name in out
-    assert "mIoU" in out and "pixel_acc" in out
+    assert "mIoU" in out and "pixel_acc" in out and "test results" in out
+    main(["validate", *args, "--ckpt_path", str(root / "checkpoints" / "last.ckpt")])
+    assert "val results" in capsys.readouterr().out
 
 
 @pytest.mark.slow

@@ -360,10 +360,13 @@ def cmd_data(argv: Sequence[str]) -> int:
     from scalecontrast.data import get_dataset
 
     sizes = {split: len(get_dataset("camvid", a.root, split)) for split in ("train", "val", "test")}
-    print(f"CamVid ready at {a.root}: " + ", ".join(f"{k} {v}" for k, v in sizes.items()))
-    if isinstance(result, dict):
-        for k, v in result.items():
-            print(f"  {k}: {v}")
+    action = result.get("action", "ready") if isinstance(result, dict) else "ready"
+    print(f"CamVid {action} at {a.root}: " + ", ".join(f"{k} {v} images" for k, v in sizes.items()))
+    splits = result.get("splits", {}) if isinstance(result, dict) else {}
+    for split, info in splits.items():
+        if isinstance(info, dict):
+            details = ", ".join(f"{k}={v}" for k, v in info.items() if k != "images")
+            print(f"  {split}: {details}")
     return 0
 
 
