@@ -153,3 +153,27 @@ def test_camvid_fit_test_segment(tmp_path, capsys):
     assert main(["embed", "--config", str(config), "--ckpt_path", str(ckpt), "--output", str(fig),
                  "--data.root", str(CAMVID), "--num_images", "2", "--views", "20"]) == 0
     assert fig.is_file()
+
+
+def test_layering():
+    """cli uses engine and viz only; engine never imports cli or viz; viz imports no other layer."""
+    import ast
+
+    src = Path(__file__).resolve().parents[1] / "src" / "scalecontrast"
+
+    def imported(path: Path) -> set[str]:
+        names = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                names.add(node.module)
+                names.update(f"{node.module}.{a.name}" for a in node.names)
+            elif isinstance(node, ast.Import):
+                names.update(a.name for a in node.names)
+        return {n.split(".")[1] for n in names if n.startswith("scalecontrast.")} | (
+            {"__init__"} if any(n == "scalecontrast" for n in names) else set())
+
+    assert imported(src / "cli.py") <= {"engine", "viz", "__init__", "__version__"}
+    for path in (src / "engine").glob("*.py"):
+        assert not imported(path) & {"cli", "viz"}, path
+    for path in (src / "viz").glob("*.py"):
+        assert imported(path) <= {"viz"}, path

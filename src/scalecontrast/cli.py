@@ -289,10 +289,8 @@ def cmd_embed(argv: Sequence[str]) -> int:
         p.set_defaults({f"data.{k}": v for k, v in defaults.items()})
     a = p.parse_args(list(argv))
 
-    import torch
-
     from scalecontrast.engine import load_module
-    from scalecontrast.losses import sample_anchors
+    from scalecontrast.engine.tools import sample_embeddings
     from scalecontrast.viz import tsne_figure
 
     module = load_module(a.ckpt_path, map_location=a.device)
@@ -303,30 +301,9 @@ def cmd_embed(argv: Sequence[str]) -> int:
     key = {"val": dm.hparams.val_split, "test": dm.hparams.test_split, "train": dm.hparams.train_split}
     dataset = dm.make_dataset(key.get(a.split, a.split), train=False)
     n_images = min(a.num_images, len(dataset))
-    feats: list[list[torch.Tensor]] = []
-    labels: list[list[torch.Tensor]] = []
-    strides: list[int] = []
-    gen = torch.Generator().manual_seed(0)
-    for i in range(n_images):
-        item = dataset[i]
-        image = item["image"][None].to(a.device)
-        mask = item["mask"][None].to(a.device)
-        embeddings = module.embeddings(image)
-        if not feats:
-            feats = [[] for _ in embeddings]
-            labels = [[] for _ in embeddings]
-            strides = [round(image.shape[-1] / e.shape[-1]) for e in embeddings]
-        for s, emb in enumerate(embeddings):
-            f, y = sample_anchors(emb, mask, ignore_index=int(module.hparams.ignore_index),
-                                  min_views=min(5, a.views), max_views=a.views, max_total=10**9,
-                                  generator=gen)
-            if f.numel():
-                feats[s].append(f.reshape(-1, f.shape[-1]).float().cpu())
-                labels[s].append(y[:, None].expand(-1, f.shape[1]).reshape(-1).cpu())
-    if not any(feats):
+    f_np, y_np, strides = sample_embeddings(module, dataset, num_images=n_images, views=a.views)
+    if not any(len(f) for f in f_np):
         raise SystemExit("scalecontrast embed: no labelled pixels were sampled; use more images")
-    f_np = [torch.cat(f).numpy() if f else torch.zeros(0, 1).numpy() for f in feats]
-    y_np = [torch.cat(y).numpy() if y else torch.zeros(0).numpy() for y in labels]
     titles = [f"scale {s + 1} (stride {st}, {len(f)} points)"
               for s, (st, f) in enumerate(zip(strides, f_np, strict=True))]
     tsne_figure(f_np, y_np, module.class_names, module.palette, a.output, titles=titles,
@@ -353,13 +330,10 @@ def cmd_data(argv: Sequence[str]) -> int:
     if name != "camvid":
         raise SystemExit(f"scalecontrast data: only 'camvid' can be fetched automatically, not {a.name!r} "
                          "(and 'synthetic' can be written); see docs/ for the other data sets' layouts")
-    from scalecontrast import data
+    from scalecontrast.engine.tools import prepare_data
 
-    fetch = _find_callable(data, ("prepare_camvid", "download_camvid"))
-    result = fetch(a.root, a.source)
-    from scalecontrast.data import get_dataset
-
-    sizes = {split: len(get_dataset("camvid", a.root, split)) for split in ("train", "val", "test")}
+    result = prepare_data("camvid", a.root, a.source)
+    sizes = result["sizes"]
     action = result.get("action", "ready") if isinstance(result, dict) else "ready"
     print(f"CamVid {action} at {a.root}: " + ", ".join(f"{k} {v} images" for k, v in sizes.items()))
     splits = result.get("splits", {}) if isinstance(result, dict) else {}
@@ -371,32 +345,11 @@ def cmd_data(argv: Sequence[str]) -> int:
 
 
 def _write_synthetic(root: Path, split: str, num: int, size: int) -> int:
-    """``root/{split}/images/*.png``, ``root/{split}/masks/*.png`` and ``root/classes.txt``."""
-    from PIL import Image
+    from scalecontrast.engine.tools import write_synthetic
 
-    from scalecontrast.data import get_dataset
-    from scalecontrast.viz.masks import to_uint8_image
-
-    ds = get_dataset("synthetic", None, split, length=num, size=size)
-    (root / split / "images").mkdir(parents=True, exist_ok=True)
-    (root / split / "masks").mkdir(parents=True, exist_ok=True)
-    (root / "classes.txt").write_text("\n".join(ds.classes) + "\n")
-    for i in range(len(ds)):
-        item = ds[i]
-        stem = str(item.get("stem", f"{split}_{i:06d}"))
-        Image.fromarray(to_uint8_image(item["image"])).save(root / split / "images" / f"{stem}.png")
-        Image.fromarray(item["mask"].numpy().astype("uint8")).save(root / split / "masks" / f"{stem}.png")
-    print(f"wrote {len(ds)} synthetic {split} scenes ({size}x{size}) to {root / split}")
+    out = write_synthetic(root, split, num, size)
+    print(f"wrote {num} synthetic {split} scenes ({size}x{size}) to {out}")
     return 0
-
-
-def _find_callable(module, names: Sequence[str]) -> Callable:
-    for name in names:
-        fn = getattr(module, name, None)
-        if callable(fn):
-            return fn
-    raise SystemExit(f"scalecontrast data: this installation has no CamVid download function "
-                     f"(looked for {', '.join(names)} in scalecontrast.data)")
 
 
 COMMANDS: dict[str, Callable[[Sequence[str]], int]] = {

@@ -286,7 +286,8 @@ class SegmentationModule(L.LightningModule):
         self.last_scores = {k: v.detach().cpu() for k, v in scores.items()}
         summary = {f"{prefix}/{k}": v for k, v in scores.items() if k != "iou"}
         for k, v in summary.items():
-            self.log(k, v.to(self.device), prog_bar=k.endswith("/mIoU"), sync_dist=False)
+            # already summed over processes by torchmetrics; the mean of equal values is a no-op
+            self.log(k, v.to(self.device), prog_bar=k.endswith("/mIoU"), sync_dist=True)
         tb = self._tensorboard()
         if tb is not None and self.trainer.is_global_zero:
             for name, v in zip(self.class_names, scores["iou"].tolist(), strict=False):
