@@ -190,8 +190,8 @@ class SegmentationModule(L.LightningModule):
         was_training = self.training
         self.train()
         for m in self.modules():
-            if isinstance(m, (nn.modules.batchnorm._BatchNorm, nn.Dropout, nn.Dropout2d)):
-                m.eval()
+            if isinstance(m, nn.modules.batchnorm._BatchNorm) or "Drop" in type(m).__name__:
+                m.eval()  # running statistics; no dropout / drop-path
         try:
             return [e.float() for e in self(images).embeddings]
         finally:
