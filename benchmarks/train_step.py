@@ -1,0 +1,109 @@
+"""Cost of the contrastive supervision: training-step time and inference speed, CE vs MS+CS.
+
+Times full training steps (forward, CE (+ 0.1 x contrastive), backward, SGD step) of the CamVid
+model on real CamVid batches (the training augmentation, so the sampled anchor counts are the real
+ones), with the contrastive loss at the paper's sampling settings (max_views 2500, max_total 10000)
+and at the CPU configs' caps; then inference images/s in eval mode of the model built with and
+without projectors. Prints Markdown tables.
+
+    python benchmarks/train_step.py --data-root ../shared/data/camvid [--head fpn] [--steps 10]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import time
+
+import torch
+import torch.nn.functional as F
+
+from scalecontrast import create_model
+from scalecontrast.data import HALF_MEAN, HALF_STD, eval_transforms, get_dataset, train_transforms
+from scalecontrast.losses import MultiScaleContrastiveLoss
+
+SETTINGS = {
+    "CE": None,
+    "CE + 0.1 MS+CS (paper caps: 2500 views, 10000 total)": dict(max_views=2500, max_total=10000),
+    "CE + 0.1 MS+CS (CPU config caps: 500 views, 2000 total)": dict(max_views=500, max_total=2000),
+}
+
+
+def batches(root: str, crop: int, batch: int, n: int):
+    ds = get_dataset("camvid", root, "train", transform=train_transforms((crop, crop), mean=HALF_MEAN, std=HALF_STD))
+    loader = torch.utils.data.DataLoader(ds, batch_size=batch, shuffle=True, num_workers=0,
+                                         generator=torch.Generator().manual_seed(0))
+    out = []
+    for item in loader:
+        out.append((item["image"], item["mask"]))
+        if len(out) == n:
+            return out
+    return out
+
+
+def time_training(head: str, data, settings: dict, warmup: int) -> dict[str, float]:
+    results = {}
+    for name, caps in settings.items():
+        torch.manual_seed(0)
+        model = create_model(head, "tf_efficientnet_lite0", 11, contrastive=caps is not None).train()
+        loss_fn = MultiScaleContrastiveLoss(**caps) if caps is not None else None
+        opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+        times = []
+        for i, (images, masks) in enumerate(data):
+            t = time.perf_counter()
+            out = model(images)
+            loss = F.cross_entropy(out.logits, masks, ignore_index=255)
+            if loss_fn is not None:
+                loss = loss + 0.1 * loss_fn(out.embeddings, masks)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            if i >= warmup:
+                times.append(time.perf_counter() - t)
+        results[name] = statistics.median(times)
+    return results
+
+
+@torch.no_grad()
+def time_inference(head: str, root: str, n: int) -> dict[str, float]:
+    ds = get_dataset("camvid", root, "test", transform=eval_transforms(mean=HALF_MEAN, std=HALF_STD))
+    images = [ds[i]["image"][None] for i in range(n)]
+    out = {}
+    for contrastive in (False, True):
+        model = create_model(head, "tf_efficientnet_lite0", 11, contrastive=contrastive).eval()
+        model(images[0])
+        t = time.perf_counter()
+        for x in images:
+            model(x)
+        out["with projectors (contrastive=True)" if contrastive else "plain (contrastive=False)"] = (
+            n / (time.perf_counter() - t))
+    return out
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data-root", default=os.environ.get("SCALECONTRAST_CAMVID", "../shared/data/camvid"))
+    p.add_argument("--head", default="fpn")
+    p.add_argument("--crop", type=int, default=256)
+    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--steps", type=int, default=10)
+    p.add_argument("--warmup", type=int, default=2)
+    p.add_argument("--images", type=int, default=20)
+    args = p.parse_args()
+    data = batches(args.data_root, args.crop, args.batch, args.steps + args.warmup)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; {args.head} + tf_efficientnet_lite0, "
+          f"CamVid batches of {args.batch} x {args.crop}^2, median of {args.steps} steps\n")
+    train = time_training(args.head, data, SETTINGS, args.warmup)
+    base = train["CE"]
+    print("| training step | seconds | relative to CE |\n|---|---|---|")
+    for name, sec in train.items():
+        print(f"| {name} | {sec:.3f} | {sec / base:.2f}x |")
+    infer = time_inference(args.head, args.data_root, args.images)
+    print("\n| inference, eval mode, one 360x480 image | images/s |\n|---|---|")
+    for name, ips in infer.items():
+        print(f"| {name} | {ips:.2f} |")
+
+
+if __name__ == "__main__":
+    main()
