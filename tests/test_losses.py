@@ -161,7 +161,7 @@ def test_sampler_properties():
 
 
 def test_sampler_is_reproducible_and_caps_total():
-    labels = torch.randint(0, 4, (2, 32, 32))
+    labels = torch.randint(0, 4, (2, 32, 32), generator=torch.Generator().manual_seed(0))
     emb = _position_embeddings(2, 32, 32)
     a = sample_anchors(emb, labels, generator=torch.Generator().manual_seed(3), max_total=40)
     b = sample_anchors(emb, labels, generator=torch.Generator().manual_seed(3), max_total=40)
@@ -285,3 +285,19 @@ def test_segmentation_loss_ce_and_aux():
     torch.testing.assert_close(out["ce"], ce)
     torch.testing.assert_close(out["loss"], ce + 0.4 * F.cross_entropy(up_aux, labels, ignore_index=255))
     assert set(SegmentationLoss()(logits, labels)) == {"loss", "ce"}
+
+
+def test_fp16_embeddings_with_a_large_sum_stay_finite():
+    embeddings = [torch.ones(2, 8, s, s, dtype=torch.float16, requires_grad=True) * 40 for s in (64, 32, 16)]
+    labels = torch.randint(0, 3, (2, 64, 64), generator=torch.Generator().manual_seed(0))
+    loss = MultiScaleContrastiveLoss()(embeddings, labels)
+    assert torch.isfinite(loss)
+    assert torch.isfinite(MultiScaleContrastiveLoss()(embeddings, torch.full((2, 64, 64), 255)))
+
+
+def test_no_active_term_is_an_error():
+    # a 3-map model with the 4-scale single-scale weights: the deepest weight is cut off
+    embeddings = [torch.randn(2, 4, s, s) for s in (8, 4, 2)]
+    with pytest.raises(ValueError, match="no contrastive term is active"):
+        MultiScaleContrastiveLoss(scale_weights=(0, 0, 0, 1), cross_scale=False)(embeddings, torch.zeros(2, 8, 8))
+

@@ -26,6 +26,7 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+from torch.autograd.function import once_differentiable
 
 __all__ = ["contrastive_loss"]
 
@@ -111,6 +112,7 @@ class _ChunkedContrast(torch.autograd.Function):
         return loss
 
     @staticmethod
+    @once_differentiable
     def backward(ctx, grad_out: Tensor):
         grad_a, grad_b = ctx.saved_tensors
         need_a, need_b = ctx.has

@@ -105,9 +105,16 @@ class MultiScaleContrastiveLoss(nn.Module):
             if pairs:
                 needed |= {0, *(s for _, s, _ in pairs)}
 
+        if not needed:
+            raise ValueError(
+                f"no contrastive term is active for {n_scales} embedding maps: scale_weights "
+                f"{self.scale_weights} (the first {n_scales} are used) are all 0 and there is no cross-scale "
+                "pair; give a non-zero weight to one of the maps this model returns"
+            )
         sampled = {s: self._sample(embeddings[s], labels, generator) for s in sorted(needed)}
-        # Zero that keeps the graph, so an all-ignore batch still back-propagates.
-        total = sum(e.sum() for e in embeddings) * 0.0
+        # Zero that keeps the graph, so an all-ignore batch still back-propagates (summed in fp32:
+        # an fp16 sum can overflow to inf, and inf * 0 is NaN).
+        total = sum(e.sum(dtype=torch.float32) for e in embeddings) * 0.0
         terms: dict[str, Tensor] = {}
         for s, w in enumerate(weights):
             if w == 0:

@@ -75,6 +75,7 @@ def sample_anchors(
     lab = downsample_labels(labels.to(device), (height, width)).reshape(-1)  # (B*h*w,)
     valid = (lab != ignore_index) & (lab >= 0)
 
+    # first host sync: the number of classes (labels may take any value besides ignore_index)
     num_classes = int(torch.where(valid, lab, -1).max().item()) + 1 if lab.numel() else 0
     empty = (embeddings.new_zeros(0, 0, channels), torch.zeros(0, dtype=torch.long, device=device))
     if num_classes <= 0:
@@ -86,7 +87,7 @@ def sample_anchors(
     counts = torch.bincount(key, minlength=n_keys + 1)[:n_keys]
     pair_ok = counts >= min_views
     stats = torch.stack([pair_ok.sum(), torch.where(pair_ok, counts, counts.new_tensor(2**62)).min()])
-    n_pairs, smallest = (int(v) for v in stats.tolist())  # the one host sync: output shapes
+    n_pairs, smallest = (int(v) for v in stats.tolist())  # second host sync: the output shape
     if n_pairs == 0:
         return empty
     views = min(smallest, max_views, max_total // n_pairs)
