@@ -23,6 +23,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 SETTINGS = ("ce", "ss", "ms", "mscs")
+# Heads whose model returns fewer than four embedding maps: "ss" must weight their deepest map.
+NUM_MAPS = {"deeplabv3": 3}
 LABELS = {"ce": "CE", "ss": "CE + single-scale", "ms": "CE + MS", "mscs": "CE + MS + CS"}
 
 
@@ -53,7 +55,8 @@ def train_args(args, head: str, setting: str, seed: int, out: Path) -> list[str]
         "--data.crop_size", json.dumps(args.crop),
         "--data.batch_size", str(args.batch),
         "--data.num_workers", str(args.workers),
-    ]
+    ] + (["--model.scale_weights", json.dumps([0.0] * (NUM_MAPS[head] - 1) + [1.0])]
+         if setting == "ss" and head in NUM_MAPS else [])
 
 
 def run_one(args, head: str, setting: str, seed: int) -> dict:
