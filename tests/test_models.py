@@ -195,6 +195,14 @@ def test_wrap_plain_tensor_model():
     assert model.mean == (0.485, 0.456, 0.406)
     with pytest.raises(ValueError, match="no submodule"):
         wrap_model(base, ["nope"])
+    # deep copies (EMA, SWA) and pickling work: the copy's hooks feed the copy
+    import copy
+    import io
+
+    clone = copy.deepcopy(model)
+    assert [tuple(e.shape) for e in clone(torch.randn(2, 3, 32, 32)).embeddings] == [(2, 8, 16, 16), (2, 8, 8, 8)]
+    torch.save(model, io.BytesIO())
+    assert not model.eval()(torch.randn(1, 3, 32, 32)).embeddings
 
 
 # --- weights ----------------------------------------------------------------------------------

@@ -63,9 +63,6 @@ class ContrastiveWrapper(nn.Module):
         self.embed_dim = embed_dim
         self.mean: tuple[float, ...] = tuple(getattr(model, "mean", IMAGENET_MEAN))
         self.std: tuple[float, ...] = tuple(getattr(model, "std", IMAGENET_STD))
-        self._store: dict[str, Tensor] = {}
-        for name in self.taps:
-            modules[name].register_forward_hook(self._hook(name))
 
     @staticmethod
     @torch.no_grad()
@@ -100,16 +97,22 @@ class ContrastiveWrapper(nn.Module):
             raise ValueError(f"tapped outputs must be (B, C, h, w); got { {t: tuple(found[t]) for t in taps} }")
         return [found[t] for t in taps]
 
-    def _hook(self, name: str):
-        def hook(_module: nn.Module, _inputs, output) -> None:
-            if self.training:
-                self._store[name] = _first_tensor(output)
-
-        return hook
-
     def forward(self, x: Tensor) -> SegmentationOutput:
-        self._store = {}
-        out = self.model(x)
+        # Hooks live only for the duration of a training forward and write into a local dict, so
+        # the wrapper deep-copies (EMA, SWA) and pickles like any module, and eval costs nothing.
+        store: dict[str, Tensor] = {}
+        handles = []
+        if self.training:
+            modules = dict(self.model.named_modules())
+            handles = [
+                modules[t].register_forward_hook(lambda _m, _i, out, t=t: store.__setitem__(t, _first_tensor(out)))
+                for t in self.taps
+            ]
+        try:
+            out = self.model(x)
+        finally:
+            for h in handles:
+                h.remove()
         aux = None
         if isinstance(out, dict):
             aux = out.get("aux")
@@ -118,10 +121,9 @@ class ContrastiveWrapper(nn.Module):
         embeddings: list[Tensor] = []
         if self.training:
             aux = resize(aux, x.shape[-2:]) if aux is not None else None
-            embeddings = [proj(self._store[t]) for proj, t in zip(self.projectors, self.taps)]
+            embeddings = [proj(store[t]) for proj, t in zip(self.projectors, self.taps)]
         else:
             aux = None
-        self._store = {}
         return SegmentationOutput(logits, aux, embeddings)
 
 
