@@ -47,6 +47,20 @@ def test_tta_multi_scale_flip_is_a_distribution(tiny_module):
     torch.testing.assert_close(probs.sum(1), torch.ones(1, 80, 70))
 
 
+def test_flip_tta_unflips_the_prediction():
+    # a pointwise model commutes with flipping, so flip TTA must give exactly its own softmax
+    torch.manual_seed(0)
+    conv = nn.Conv2d(3, 4, 1)
+    x = torch.rand(2, 3, 16, 24)
+    with torch.no_grad():
+        probs = predict(conv, x, scales=(1.0,), flip=True)
+        torch.testing.assert_close(probs, conv(x).softmax(1))
+        # a position-dependent model would not: the flipped view really is un-flipped before averaging
+        ramp = torch.linspace(0, 5, 24).view(1, 1, 1, 24)
+        tilted = predict(lambda im: conv(im) * ramp, x, scales=(1.0,), flip=True)
+        assert not torch.allclose(tilted, (conv(x) * ramp).softmax(1))
+
+
 def test_sliding_window_crop_larger_than_image_equals_whole(tiny_module):
     x = torch.rand(1, 3, 64, 96)
     with torch.no_grad():
@@ -151,7 +165,6 @@ def test_contrastive_off_twin_has_no_projectors():
 
 
 def test_onnx_matches_pytorch(tiny_module, tmp_path):
-    pytest.importorskip("onnxruntime")
     from scalecontrast.engine import export_onnx
     from scalecontrast.engine.export import check_onnx
 

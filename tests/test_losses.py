@@ -301,3 +301,22 @@ def test_no_active_term_is_an_error():
     with pytest.raises(ValueError, match="no contrastive term is active"):
         MultiScaleContrastiveLoss(scale_weights=(0, 0, 0, 1), cross_scale=False)(embeddings, torch.zeros(2, 8, 8))
 
+
+
+def test_losses_import_no_other_layer():
+    """losses is torch only: it never imports models, data, engine, viz or cli (absolute or relative)."""
+    import ast
+    from pathlib import Path
+
+    import scalecontrast.losses as pkg
+
+    for path in Path(pkg.__file__).parent.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                module = node.module or ""
+                assert node.level <= 1, f"{path.name} imports from outside losses: {'.' * node.level}{module}"
+                assert node.level == 1 or not module.startswith("scalecontrast.") or module.startswith(
+                    "scalecontrast.losses"), f"{path.name} imports {module}"
+            elif isinstance(node, ast.Import):
+                assert all(not a.name.startswith("scalecontrast.") or a.name.startswith("scalecontrast.losses")
+                           for a in node.names), path.name

@@ -9,9 +9,6 @@ import torch
 
 from scalecontrast.models import create_model
 
-pytest.importorskip("onnxruntime")
-pytest.importorskip("onnxscript")
-
 
 @pytest.mark.slow
 @pytest.mark.parametrize(

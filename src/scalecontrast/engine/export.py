@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -27,7 +28,7 @@ class InferenceModel(nn.Module):
 
     def __init__(self, module: SegmentationModule) -> None:
         super().__init__()
-        self.model = module.model
+        self.model = copy.deepcopy(module.model)  # eval()/cpu() below must not touch the caller's model
         self.register_buffer("mean", module.pixel_mean.detach().clone())
         self.register_buffer("std", module.pixel_std.detach().clone())
 
