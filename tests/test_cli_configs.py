@@ -54,3 +54,21 @@ def test_paper_models_build():
         seen.add(key)
         module = SegmentationModule(**{**model, "pretrained": False})
         assert module.model_has_projectors(), path
+
+
+CONTRASTIVE_KEYS = {"contrastive", "contrastive_weight", "scale_weights", "temperature", "cross_scale",
+                    "cross_scale_temperature", "cross_scale_weights", "min_views", "max_views", "max_total",
+                    "detach_low_res", "gather_distributed"}
+
+
+@pytest.mark.parametrize("path", [p for p in CONFIGS if p.stem.endswith(("_ss", "_ms", "_mscs"))],
+                         ids=lambda p: f"{p.parent.name}/{p.stem}")
+def test_twins_differ_only_in_the_loss(path):
+    """A contrastive recipe and its CE twin share everything but the contrastive keys and the run folder."""
+    stem = path.stem.rsplit("_", 1)[0]
+    mine, twin = (yaml.safe_load(p.read_text()) for p in (path, path.with_name(f"{stem}_ce.yaml")))
+    for cfg in (mine, twin):
+        cfg["trainer"].pop("default_root_dir", None)
+        for key in CONTRASTIVE_KEYS:
+            cfg["model"].pop(key, None)
+    assert mine == twin
