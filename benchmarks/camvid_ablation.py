@@ -19,6 +19,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -39,7 +40,7 @@ def load_results(path: Path) -> dict[str, dict]:
     return {r["key"]: r for r in rows}
 
 
-def train_args(args, head: str, setting: str, seed: int, out: Path) -> list[str]:
+def train_args(args, head: str, setting: str, seed: int, out: Path, extra: Sequence[str] = ()) -> list[str]:
     cfg = ROOT / "configs" / "camvid" / f"fpn_lite0_{setting}.yaml"
     return [
         "--config", str(cfg),
@@ -56,13 +57,18 @@ def train_args(args, head: str, setting: str, seed: int, out: Path) -> list[str]
         "--data.batch_size", str(args.batch),
         "--data.num_workers", str(args.workers),
     ] + (["--model.scale_weights", json.dumps([0.0] * (NUM_MAPS[head] - 1) + [1.0])]
-         if setting == "ss" and head in NUM_MAPS else [])
+         if setting == "ss" and head in NUM_MAPS else []) + list(extra)
 
 
-def run_one(args, head: str, setting: str, seed: int) -> dict:
-    out = Path(args.out) / head / setting / f"seed{seed}"
+def run_dir(args, head: str, setting: str, seed: int) -> Path:
+    return Path(args.out) / head / setting / f"seed{seed}"
+
+
+def run_one(args, head: str, setting: str, seed: int, out: Path | None = None, extra: Sequence[str] = ()) -> dict:
+    """Train (or resume) one run in ``out`` and score its final checkpoint on ``args.eval_split``."""
+    out = out or run_dir(args, head, setting, seed)
     ckpt = out / "checkpoints" / "last.ckpt"
-    base = train_args(args, head, setting, seed, out)
+    base = train_args(args, head, setting, seed, out, extra)
     exe = [sys.executable, "-m", "scalecontrast.cli"]
     t0 = time.time()
     fit = exe + ["fit", *base] + (["--ckpt_path", "last"] if ckpt.exists() else [])
@@ -72,6 +78,7 @@ def run_one(args, head: str, setting: str, seed: int) -> dict:
         subprocess.run(fit, check=True, stdout=f, stderr=subprocess.STDOUT, cwd=ROOT)
     fit_seconds = time.time() - t0
     scores = evaluate(args, base, ckpt)
+    scores["threads"] = int(os.environ.get("OMP_NUM_THREADS", "0")) or None
     return {"fit_seconds": round(fit_seconds, 1), **scores}
 
 

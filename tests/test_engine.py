@@ -158,6 +158,16 @@ def test_training_step_logs_every_term():
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in module.model.projectors.parameters())
 
 
+def test_contrastive_warmup_ramps_the_weight():
+    module = SegmentationModule(num_classes=3, pretrained=False, contrastive_weight=0.2,
+                                contrastive_warmup_steps=4, **TINY)
+    assert [module.contrastive_weight_at(s) for s in (0, 2, 4, 9)] == pytest.approx([0.0, 0.1, 0.2, 0.2])
+    plain = SegmentationModule(num_classes=3, pretrained=False, contrastive_weight=0.2, **TINY)
+    assert plain.contrastive_weight_at(0) == pytest.approx(0.2)
+    with pytest.raises(ValueError, match="contrastive_warmup_steps"):
+        SegmentationModule(num_classes=3, pretrained=False, contrastive_warmup_steps=-1, **TINY)
+
+
 def test_contrastive_off_twin_has_no_projectors():
     module = SegmentationModule(num_classes=3, pretrained=False, contrastive=False, **TINY)
     assert module.contrastive_loss is None

@@ -244,6 +244,44 @@ def test_multiscale_total_matches_naive_when_every_pixel_is_sampled(detach):
         torch.testing.assert_close(a, b, rtol=1e-8, atol=1e-12)
 
 
+def test_per_image_contrast_matches_naive_when_every_pixel_is_sampled():
+    g = torch.Generator().manual_seed(3)
+    labels = _balanced_labels(3, 8, 2, seed=4)
+    embeddings = [torch.randn(3, 5, s, s, generator=g, dtype=torch.float64) for s in (8, 4, 2)]
+    loss_fn = MultiScaleContrastiveLoss(min_views=1, cross_image=False, cross_scale_weights=(1.0, 0.5))
+
+    def naive(*embs):
+        # every image holds the same number of anchors, so the weighted mean is the plain mean
+        per_image = []
+        for b in range(labels.shape[0]):
+            sets = [_all_pixels(e[b : b + 1], labels[b : b + 1]) for e in embs]
+            ms = sum(w * naive_contrastive(*sets[s], temperature=0.1) for s, w in enumerate((1.0, 0.7, 0.4)))
+            cs = naive_contrastive(*sets[0], *sets[2], temperature=0.1) + 0.5 * naive_contrastive(
+                *sets[0], *sets[1], temperature=0.1
+            )
+            per_image.append(ms + cs)
+        return sum(per_image) / len(per_image)
+
+    ours, g_ours = _grad(lambda *e: loss_fn(list(e), labels), *embeddings)
+    ref, g_ref = _grad(naive, *embeddings)
+    torch.testing.assert_close(ours, ref, rtol=1e-10, atol=1e-10)
+    for a, b in zip(g_ours, g_ref):
+        torch.testing.assert_close(a, b, rtol=1e-8, atol=1e-12)
+    # ... and differs from contrasting across the batch
+    batch = MultiScaleContrastiveLoss(min_views=1, cross_scale_weights=(1.0, 0.5))(embeddings, labels)
+    assert not torch.isclose(batch, ours)
+    with pytest.raises(ValueError, match="cross_image"):
+        MultiScaleContrastiveLoss(cross_image=False, gather_distributed=True)
+
+
+def test_sampler_returns_image_index():
+    labels = torch.zeros(3, 4, 4, dtype=torch.long)
+    labels[1, :2] = 1
+    labels[2] = 255
+    feats, labs, images = sample_anchors(torch.randn(3, 2, 4, 4), labels, min_views=1, return_images=True)
+    assert labs.tolist() == [0, 0, 1] and images.tolist() == [0, 1, 1]
+
+
 def test_return_terms_and_weights():
     labels = _balanced_labels(2, 16, 4, seed=2)
     embeddings = [torch.randn(2, 6, s, s) for s in (16, 8, 4, 2)]

@@ -46,7 +46,9 @@ class SegmentationModule(L.LightningModule):
         head, backbone, num_classes, pretrained, contrastive, embed_dim, model_kwargs:
             passed to :func:`scalecontrast.models.create_model`.
         contrastive_weight: the factor on the contrastive losses (0.1 in the paper).
-        scale_weights ... gather_distributed: :class:`scalecontrast.losses.MultiScaleContrastiveLoss`.
+        scale_weights ... cross_image: :class:`scalecontrast.losses.MultiScaleContrastiveLoss`.
+        contrastive_warmup_steps: ramp ``contrastive_weight`` linearly from 0 over this many
+            steps (0: full weight from the first step, as in the paper).
         aux_weight, class_weights, ignore_index: the cross-entropy part.
         optimizer, lr, weight_decay, momentum, nesterov, betas: SGD or AdamW; norms and position
             embeddings get no weight decay.
@@ -80,6 +82,8 @@ class SegmentationModule(L.LightningModule):
         max_total: int = 10000,
         detach_low_res: bool = False,
         gather_distributed: bool = False,
+        cross_image: bool = True,
+        contrastive_warmup_steps: int = 0,
         aux_weight: float = 0.4,
         class_weights: list[float] | None = None,
         ignore_index: int = 255,
@@ -128,7 +132,9 @@ class SegmentationModule(L.LightningModule):
                 cross_scale_temperature=cross_scale_temperature,
                 cross_scale_weights=tuple(cross_scale_weights), ignore_index=ignore_index,
                 min_views=min_views, max_views=max_views, max_total=max_total,
-                detach_low_res=detach_low_res, gather_distributed=gather_distributed)
+                detach_low_res=detach_low_res, gather_distributed=gather_distributed, cross_image=cross_image)
+        if contrastive_warmup_steps < 0:
+            raise ValueError(f"contrastive_warmup_steps must be >= 0, got {contrastive_warmup_steps}")
         self.val_metrics = SegmentationMetrics(num_classes, ignore_index=ignore_index)
         self.test_metrics = SegmentationMetrics(num_classes, ignore_index=ignore_index)
         self.last_scores: dict[str, Tensor] = {}
@@ -221,7 +227,9 @@ class SegmentationModule(L.LightningModule):
         logs = {f"train/{k}": v.detach() for k, v in seg.items() if k != "loss"}
         if self.contrastive_loss is not None and out.embeddings:
             terms = self.contrastive_loss(list(out.embeddings), masks, return_terms=True)
-            loss = loss + self.hparams.contrastive_weight * terms["loss"]
+            weight = self.contrastive_weight_at(self.global_step)
+            loss = loss + weight * terms["loss"]
+            logs["train/contrastive_weight"] = torch.as_tensor(weight)
             for k, v in terms.items():
                 key = "train/contrastive" if k == "loss" else f"train/contrastive_{k}"
                 logs[key] = v.detach() if isinstance(v, Tensor) else torch.as_tensor(v)
@@ -233,6 +241,12 @@ class SegmentationModule(L.LightningModule):
             self.log("train/lr", float(opt.param_groups[0]["lr"]), on_step=True, on_epoch=False,
                      batch_size=bs)
         return loss
+
+    def contrastive_weight_at(self, step: int) -> float:
+        """``contrastive_weight``, ramped linearly from 0 over the first ``contrastive_warmup_steps``."""
+        hp = self.hparams
+        warmup = int(hp.get("contrastive_warmup_steps", 0))
+        return float(hp.contrastive_weight) * (min(1.0, step / warmup) if warmup > 0 else 1.0)
 
     def configure_optimizers(self):
         hp = self.hparams

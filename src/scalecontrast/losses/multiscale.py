@@ -34,6 +34,9 @@ class MultiScaleContrastiveLoss(nn.Module):
         detach_low_res: stop the gradient through the cross-scale contrast sets.
         gather_distributed: contrast against the embeddings sampled on every process
             (anchors stay local; the gradient flows to the local part).
+        cross_image: contrast each anchor with the embeddings sampled from every image of the
+            batch (the paper). ``False`` restricts the contrast set to the anchor's own image;
+            each term is then the anchor-count-weighted mean of the per-image terms.
     """
 
     def __init__(
@@ -49,6 +52,7 @@ class MultiScaleContrastiveLoss(nn.Module):
         max_total: int = 10000,
         detach_low_res: bool = False,
         gather_distributed: bool = False,
+        cross_image: bool = True,
     ) -> None:
         super().__init__()
         if temperature <= 0 or cross_scale_temperature <= 0:
@@ -60,6 +64,8 @@ class MultiScaleContrastiveLoss(nn.Module):
             raise ValueError(
                 f"cross_scale_weights must be (w_high_low, w_high_mid), got {cross_scale_weights}"
             )
+        if gather_distributed and not cross_image:
+            raise ValueError("gather_distributed=True needs cross_image=True (gathering contrasts across images)")
         self.scale_weights = tuple(float(w) for w in scale_weights)
         self.temperature = float(temperature)
         self.cross_scale = cross_scale
@@ -71,6 +77,7 @@ class MultiScaleContrastiveLoss(nn.Module):
         self.max_total = max_total
         self.detach_low_res = detach_low_res
         self.gather_distributed = gather_distributed
+        self.cross_image = cross_image
 
     def forward(
         self,
@@ -119,21 +126,28 @@ class MultiScaleContrastiveLoss(nn.Module):
         for s, w in enumerate(weights):
             if w == 0:
                 continue
-            feats, labs, all_feats, all_labels, offset = sampled[s]
-            self_index = torch.arange(feats.shape[0], device=feats.device) + offset
-            term = contrast(
-                feats, labs, all_feats, all_labels, temperature=self.temperature, self_index=self_index
-            )
+            feats, labs, images, all_feats, all_labels, offset = sampled[s]
+            if self.cross_image:
+                self_index = torch.arange(feats.shape[0], device=feats.device) + offset
+                term = contrast(
+                    feats, labs, all_feats, all_labels, temperature=self.temperature, self_index=self_index
+                )
+            else:
+                term = _per_image(feats, labs, images, feats, labs, images, temperature=self.temperature)
             terms[f"scale_{s}"] = term
             total = total + w * term
         for name, s, w in pairs:
-            anchors, anchor_labels = sampled[0][:2]
-            _, _, low_feats, low_labels, _ = sampled[s]
+            anchors, anchor_labels, anchor_images = sampled[0][:3]
+            _, _, low_images, low_feats, low_labels, _ = sampled[s]
             if self.detach_low_res:
                 low_feats = low_feats.detach()
-            term = contrast(
-                anchors, anchor_labels, low_feats, low_labels, temperature=self.cross_scale_temperature
-            )
+            if self.cross_image:
+                term = contrast(
+                    anchors, anchor_labels, low_feats, low_labels, temperature=self.cross_scale_temperature
+                )
+            else:
+                term = _per_image(anchors, anchor_labels, anchor_images, low_feats, low_labels, low_images,
+                                  temperature=self.cross_scale_temperature)
             terms[name] = term
             total = total + w * term
         if not return_terms:
@@ -141,7 +155,7 @@ class MultiScaleContrastiveLoss(nn.Module):
         return {"loss": total, **{k: v.detach() for k, v in terms.items()}}
 
     def _sample(self, embedding: Tensor, labels: Tensor, generator: torch.Generator | None):
-        feats, labs = sample_anchors(
+        feats, labs, images = sample_anchors(
             embedding,
             labels,
             ignore_index=self.ignore_index,
@@ -149,14 +163,16 @@ class MultiScaleContrastiveLoss(nn.Module):
             max_views=self.max_views,
             max_total=self.max_total,
             generator=generator,
+            return_images=True,
         )
         feats = feats.reshape(-1, embedding.shape[1])  # (T*V, C)
-        labs = labs.repeat_interleave(feats.shape[0] // max(labs.shape[0], 1))  # (T*V,)
+        views = feats.shape[0] // max(labs.shape[0], 1)
+        labs, images = labs.repeat_interleave(views), images.repeat_interleave(views)  # (T*V,)
         if self.gather_distributed:
             all_feats, all_labels, offset = gather_with_local_grad(feats, labs)
         else:
             all_feats, all_labels, offset = feats, labs, 0
-        return feats, labs, all_feats, all_labels, offset
+        return feats, labs, images, all_feats, all_labels, offset
 
     def _check(self, embeddings: Sequence[Tensor], labels: Tensor) -> int:
         if isinstance(embeddings, Tensor) or len(embeddings) == 0:
@@ -176,3 +192,33 @@ class MultiScaleContrastiveLoss(nn.Module):
                 f"{self.scale_weights}"
             )
         return len(embeddings)
+
+
+def _per_image(
+    feats: Tensor, labels: Tensor, images: Tensor,
+    others: Tensor, other_labels: Tensor, other_images: Tensor, *, temperature: float,
+) -> Tensor:
+    """Contrast every anchor only with the embeddings of its own image.
+
+    ``feats (N, C)``, ``labels``/``images (N,)``; ``others (M, C)``, ``other_labels``/``other_images (M,)``.
+    Passing the same tensors as anchors and contrast set excludes each anchor from its own set.
+    Returns the mean of the per-image terms weighted by their anchor counts (a scalar).
+    """
+    same_set = others is feats
+    total = feats.sum(dtype=torch.float32) * 0.0
+    count = 0
+    for b in torch.unique(images).tolist():
+        rows = images == b
+        n = int(rows.sum())
+        if same_set:
+            sub = feats[rows]
+            term = contrast(sub, labels[rows], sub, labels[rows], temperature=temperature,
+                            self_index=torch.arange(n, device=feats.device))
+        else:
+            cols = other_images == b
+            if not bool(cols.any()):
+                continue
+            term = contrast(feats[rows], labels[rows], others[cols], other_labels[cols], temperature=temperature)
+        total = total + n * term
+        count += n
+    return total / max(count, 1)

@@ -37,7 +37,8 @@ def sample_anchors(
     max_views: int = 2500,
     max_total: int = 10000,
     generator: torch.Generator | None = None,
-) -> tuple[Tensor, Tensor]:
+    return_images: bool = False,
+) -> tuple[Tensor, Tensor] | tuple[Tensor, Tensor, Tensor]:
     """Sample the same number of pixel embeddings for every valid (image, class) pair.
 
     A pair (image ``b``, class ``k``) is valid when at least ``min_views`` pixels of the
@@ -53,10 +54,11 @@ def sample_anchors(
             nearest-neighbour when the sizes differ.
         generator: optional ``torch.Generator`` for reproducible draws (on the embeddings'
             device, or on the CPU).
+        return_images: also return each pair's image index.
 
     Returns:
-        ``feats (T, V, C)`` and ``labels (T,)`` (int64), pairs ordered by image then class.
-        With no valid pair, ``(0, 0, C)`` and ``(0,)``.
+        ``feats (T, V, C)`` and ``labels (T,)`` (int64), pairs ordered by image then class, plus
+        ``images (T,)`` (int64) with ``return_images``. With no valid pair, ``(0, 0, C)`` and ``(0,)``.
     """
     if embeddings.ndim != 4:
         raise ValueError(f"embeddings must have shape (B, C, h, w), got {tuple(embeddings.shape)}")
@@ -77,7 +79,8 @@ def sample_anchors(
 
     # first host sync: the number of classes (labels may take any value besides ignore_index)
     num_classes = int(torch.where(valid, lab, -1).max().item()) + 1 if lab.numel() else 0
-    empty = (embeddings.new_zeros(0, 0, channels), torch.zeros(0, dtype=torch.long, device=device))
+    none = torch.zeros(0, dtype=torch.long, device=device)
+    empty = (embeddings.new_zeros(0, 0, channels), none) + ((none,) if return_images else ())
     if num_classes <= 0:
         return empty
 
@@ -111,8 +114,9 @@ def sample_anchors(
     chosen = pixels[(sorted_key < n_keys) & (rank < views)]  # (T*V,), pair-major
 
     feats = embeddings.flatten(2)[chosen // hw, :, chosen % hw]  # (T*V, C)
-    pair_labels = torch.nonzero(pair_ok).squeeze(1) % num_classes
-    return feats.reshape(n_pairs, views, channels), pair_labels
+    pair_index = torch.nonzero(pair_ok).squeeze(1)
+    out = (feats.reshape(n_pairs, views, channels), pair_index % num_classes)
+    return (out + (pair_index // num_classes,)) if return_images else out
 
 
 def _randperm(n: int, generator: torch.Generator | None, device: torch.device) -> Tensor:

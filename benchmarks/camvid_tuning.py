@@ -1,0 +1,122 @@
+"""CamVid tuning study on ``val``: why does (or doesn't) MS+CS beat CE, one knob at a time.
+
+Every variant is the CamVid MS+CS recipe of ``camvid_ablation.py`` (FPN + EfficientNet-Lite0,
+same steps, crops, batch and seeds) with one change: the contrastive loss weight, the
+temperature, a linear warm-up of the contrastive term, the paper's sampling caps, or contrast
+restricted to each image (no gathering across the batch). Models are trained on ``train`` and
+scored on **val** (never on test). The CE and MS+CS rows reuse the ablation's trained runs
+(``runs/ablation/fpn/{ce,mscs}/seed*``) when they are there, and train them otherwise.
+
+Each finished run is appended to ``--results`` (JSON lines) and skipped when the script is
+started again; an interrupted run resumes from its ``last.ckpt``.
+
+    python benchmarks/camvid_tuning.py --data-root ../shared/data/camvid              # run what is missing
+    python benchmarks/camvid_tuning.py --report                                        # tables only
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import time
+from pathlib import Path
+
+from camvid_ablation import ROOT, evaluate, load_results, run_dir, run_key, run_one, train_args
+
+# name -> (CamVid config setting, extra CLI arguments, what it tests)
+VARIANTS: dict[str, tuple[str, list[str], str]] = {
+    "ce": ("ce", [], "CE only"),
+    "mscs": ("mscs", [], "CE + MS + CS as in the ablation (weight 0.1, tau 0.1, caps 500/2000)"),
+    "weight_0.03": ("mscs", ["--model.contrastive_weight", "0.03"], "loss weight 0.03"),
+    "weight_0.3": ("mscs", ["--model.contrastive_weight", "0.3"], "loss weight 0.3"),
+    "tau_0.2": ("mscs", ["--model.temperature", "0.2", "--model.cross_scale_temperature", "0.2"],
+                "temperature 0.2 (within and cross scale)"),
+    "warmup_250": ("mscs", ["--model.contrastive_warmup_steps", "250"],
+                   "contrastive weight ramped from 0 over the first 250 steps"),
+    "paper_caps": ("mscs", ["--model.max_views", "2500", "--model.max_total", "10000"],
+                   "the paper's sampling caps (2500 views, 10000 anchors per scale)"),
+    "per_image": ("mscs", ["--model.cross_image", "false"],
+                  "contrast within each image only (no gathering across the batch)"),
+}
+HEAD = "fpn"
+
+
+def run_variant(args, name: str, seed: int, ablation: dict[str, dict]) -> dict:
+    setting, extra, _ = VARIANTS[name]
+    if not extra:  # the ablation's own run: score it on val if it is finished, else train it there
+        done = ablation.get(run_key(HEAD, setting, seed, "test"))
+        out = run_dir(args, HEAD, setting, seed)
+        ckpt = out / "checkpoints" / "last.ckpt"
+        if done is not None and ckpt.exists():
+            base = train_args(args, HEAD, setting, seed, out)
+            return {"fit_seconds": done["fit_seconds"], "reused": str(out.relative_to(ROOT)),
+                    **evaluate(args, base, ckpt)}
+        return run_one(args, HEAD, setting, seed, out=out)
+    return run_one(args, HEAD, setting, seed, out=Path(args.tuning_out) / name / f"seed{seed}", extra=extra)
+
+
+def report(results: dict[str, dict]) -> str:
+    rows = {n: sorted((r for r in results.values() if r["variant"] == n), key=lambda r: r["seed"]) for n in VARIANTS}
+    by_seed = {n: {r["seed"]: r["miou"] for r in rs} for n, rs in rows.items()}
+
+    def delta(name: str, ref: str) -> str:
+        seeds = sorted(set(by_seed[name]) & set(by_seed[ref]))
+        if not seeds or name == ref:
+            return "-"
+        diffs = [by_seed[name][s] - by_seed[ref][s] for s in seeds]
+        return f"{statistics.mean(diffs):+.2f}"
+
+    lines = [f"### {HEAD} + tf_efficientnet_lite0, val mIoU (%), one change at a time", "",
+             "| variant | change | runs | mean | std | seeds | vs CE | vs MS+CS |", "|---|---|---|---|---|---|---|---|"]
+    for name, rs in rows.items():
+        if not rs:
+            continue
+        vals = [r["miou"] for r in rs]
+        std = f"{statistics.stdev(vals):.2f}" if len(vals) > 1 else "-"
+        seeds = ", ".join(f"{r['seed']}: {r['miou']:.2f}" for r in rs)
+        lines.append(f"| `{name}` | {VARIANTS[name][2]} | {len(vals)} | {statistics.mean(vals):.2f} | {std} | "
+                     f"{seeds} | {delta(name, 'ce')} | {delta(name, 'mscs')} |")
+    lines += ["", "Differences are means over the seeds both rows share (paired by seed).", ""]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data-root", default=os.environ.get("SCALECONTRAST_CAMVID", "../shared/data/camvid"))
+    p.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
+    p.add_argument("--steps", type=int, default=500)
+    p.add_argument("--crop", type=int, nargs=2, default=[256, 256])
+    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--out", default=str(ROOT / "runs" / "ablation"), help="the ablation's run directory")
+    p.add_argument("--tuning-out", default=str(ROOT / "runs" / "tuning"))
+    p.add_argument("--ablation-results", default=str(ROOT / "docs" / "results" / "camvid_ablation.jsonl"))
+    p.add_argument("--results", default=str(ROOT / "docs" / "results" / "camvid_tuning.jsonl"))
+    p.add_argument("--report", action="store_true", help="print the table and exit")
+    args = p.parse_args()
+    args.eval_split = "val"
+    results_path = Path(args.results)
+    results = load_results(results_path)
+    if not args.report:
+        for seed in args.seeds:
+            for name in args.variants:
+                key = f"{HEAD}/{name}/seed{seed}/val"
+                if key in results:
+                    continue
+                ablation = load_results(Path(args.ablation_results))
+                print(f"[{time.strftime('%H:%M:%S')}] {key}: {VARIANTS[name][2]}", flush=True)
+                row = {"key": key, "variant": name, "seed": seed, "split": "val", "steps": args.steps,
+                       "crop": args.crop, "batch": args.batch, **run_variant(args, name, seed, ablation)}
+                results[key] = row
+                results_path.parent.mkdir(parents=True, exist_ok=True)
+                with open(results_path, "a") as f:
+                    f.write(json.dumps(row) + "\n")
+                print(f"[{time.strftime('%H:%M:%S')}] {key}: val mIoU {row['miou']:.2f}", flush=True)
+    print(report(results))
+
+
+if __name__ == "__main__":
+    main()
