@@ -39,6 +39,8 @@ VARIANTS: dict[str, tuple[str, list[str], str]] = {
                    "the paper's sampling caps (2500 views, 10000 anchors per scale)"),
     "per_image": ("mscs", ["--model.cross_image", "false"],
                   "contrast within each image only (no gathering across the batch)"),
+    "backbone_taps": ("mscs", ["--model.model_kwargs", '{"embed_from": "backbone"}'],
+                      "contrast the encoder stages (24/40/112/320 ch) instead of the FPN levels"),
 }
 HEAD = "fpn"
 

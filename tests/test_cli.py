@@ -107,6 +107,10 @@ def test_segment_export_embed_from_checkpoint(synthetic_run, tmp_path, capsys):
     assert main(["embed", "--ckpt_path", ckpt, "--output", str(fig), "--num_images", "3",
                  "--data.eval_kwargs", json.dumps({"length": 3})]) == 0
     assert fig.is_file() and fig.stat().st_size > 10_000
+    fig = tmp_path / "tsne_features.png"
+    assert main(["embed", "--ckpt_path", ckpt, "--output", str(fig), "--num_images", "3", "--source", "features",
+                 "--data.eval_kwargs", json.dumps({"length": 3})]) == 0
+    assert "of features maps" in capsys.readouterr().out and fig.is_file()
 
 
 def test_misspelled_option_is_a_clear_error(capsys):

@@ -172,6 +172,12 @@ def test_contrastive_off_twin_has_no_projectors():
     module = SegmentationModule(num_classes=3, pretrained=False, contrastive=False, **TINY)
     assert module.contrastive_loss is None
     assert not module.model_has_projectors()
+    # ... but its head's maps (the projectors' inputs) can still be compared with a contrastive model's
+    feats = module.embeddings(torch.rand(1, 3, 64, 64), source="features")
+    assert [f.shape[1] for f in feats] == list(module.model.head.embed_channels)
+    assert [f.shape[-1] for f in feats] == [16, 8, 4, 2] and module.training  # state restored
+    with pytest.raises(ValueError, match="source"):
+        module.embeddings(torch.rand(1, 3, 64, 64), source="logits")  # type: ignore[arg-type]
 
 
 def test_onnx_matches_pytorch(tiny_module, tmp_path):

@@ -271,11 +271,14 @@ def _data_defaults(ckpt_path: str, config: str | None) -> dict:
 def cmd_embed(argv: Sequence[str]) -> int:
     from scalecontrast.engine import SegmentationDataModule
 
-    p = _parser("embed", "t-SNE of the projector embeddings sampled per scale (class-balanced, as in "
+    p = _parser("embed", "t-SNE of the per-scale projector embeddings (or head maps) sampled class-balanced, as in "
                 "training), coloured by class: one panel per scale, like the paper's figure.")
     p.add_argument("--config", type=str | None, default=None,
                    help="training config; its `data` section selects the data (default: the checkpoint's)")
-    p.add_argument("--ckpt_path", type=str, required=True, help="checkpoint of a contrastive model")
+    p.add_argument("--ckpt_path", type=str, required=True, help="checkpoint (with projectors unless --source features)")
+    p.add_argument("--source", type=str, default="auto",
+                   help="projector: the projector embeddings; features: the head's maps the projectors take "
+                        "(works for CE models too); auto: projector when the checkpoint has projectors")
     p.add_argument("--output", type=str, required=True, help="figure to write (.png, .pdf, ...)")
     p.add_argument("--split", type=str, default="val", help="val, test or train (no augmentation)")
     p.add_argument("--num_images", type=int, default=8, help="images to sample from")
@@ -294,22 +297,27 @@ def cmd_embed(argv: Sequence[str]) -> int:
     from scalecontrast.viz import tsne_figure
 
     module = load_module(a.ckpt_path, map_location=a.device)
-    if not module.model_has_projectors():
+    if a.source not in ("auto", "projector", "features"):
+        raise SystemExit(f"scalecontrast embed: --source must be auto, projector or features, got {a.source!r}")
+    source = a.source if a.source != "auto" else ("projector" if module.model_has_projectors() else "features")
+    if source == "projector" and not module.model_has_projectors():
         raise SystemExit("scalecontrast embed: this checkpoint has no projectors (trained without the "
-                         "contrastive loss); train with a contrastive config")
+                         "contrastive loss); use --source features for the head's maps")
     dm = p.instantiate_classes(a).data
     key = {"val": dm.hparams.val_split, "test": dm.hparams.test_split, "train": dm.hparams.train_split}
     dataset = dm.make_dataset(key.get(a.split, a.split), train=False)
     n_images = min(a.num_images, len(dataset))
-    f_np, y_np, strides = sample_embeddings(module, dataset, num_images=n_images, views=a.views)
+    f_np, y_np, strides = sample_embeddings(module, dataset, num_images=n_images, views=a.views,
+                                              source=source)
     if not any(len(f) for f in f_np):
         raise SystemExit("scalecontrast embed: no labelled pixels were sampled; use more images")
-    titles = [f"scale {s + 1} (stride {st}, {len(f)} points)"
+    kind = "projector" if source == "projector" else "features"
+    titles = [f"scale {s + 1} {kind} (stride {st}, {len(f)} points)"
               for s, (st, f) in enumerate(zip(strides, f_np, strict=True))]
     tsne_figure(f_np, y_np, module.class_names, module.palette, a.output, titles=titles,
                 perplexity=a.perplexity)
     points = sum(len(f) for f in f_np)
-    print(f"wrote {a.output} ({len(f_np)} scales, {points} points, {n_images} images)")
+    print(f"wrote {a.output} ({len(f_np)} scales of {source} maps, {points} points, {n_images} images)")
     return 0
 
 

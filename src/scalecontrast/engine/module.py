@@ -190,10 +190,26 @@ class SegmentationModule(L.LightningModule):
         return bool(getattr(self.model, "num_scales", 0) or getattr(self.model, "projectors", None))
 
     @torch.no_grad()
-    def embeddings(self, images: Tensor) -> list[Tensor]:
-        """Projector embeddings ``[(B, embed_dim, h_s, w_s)]`` (highest resolution first) with
-        inference-mode normalisation and dropout; the module's train/eval state is restored."""
+    def embeddings(self, images: Tensor, *, source: Literal["projector", "features"] = "projector") -> list[Tensor]:
+        """Per-scale maps ``[(B, C, h_s, w_s)]`` (highest resolution first) with inference-mode
+        normalisation and dropout; the module's train/eval state is restored.
+
+        ``source="projector"``: the projector embeddings the contrastive loss sees.
+        ``source="features"``: the head's maps the projectors take (also for a model trained
+        without projectors, e.g. the CE twin of a contrastive run).
+        """
         was_training = self.training
+        if source == "features":
+            if not hasattr(self.model, "forward_features"):
+                raise ValueError(f"{type(self.model).__name__} does not expose forward_features; "
+                                 "use source='projector'")
+            self.eval()
+            try:
+                return [f.float() for f in self.model.forward_features(self.normalize(images))]
+            finally:
+                self.train(was_training)
+        if source != "projector":
+            raise ValueError(f"source must be 'projector' or 'features', got {source!r}")
         self.train()
         for m in self.modules():
             if isinstance(m, nn.modules.batchnorm._BatchNorm) or "Drop" in type(m).__name__:

@@ -26,9 +26,11 @@ def sample_embeddings(
     num_images: int = 8,
     views: int = 40,
     seed: int = 0,
+    source: str = "projector",
 ) -> tuple[list[np.ndarray], list[np.ndarray], list[int]]:
-    """Class-balanced samples of the projector embeddings of the first ``num_images`` items, per
-    scale (as the loss samples them: up to ``views`` pixels per (image, class) pair).
+    """Class-balanced samples of the projector embeddings (``source="projector"``) or of the
+    head's maps they are computed from (``source="features"``) of the first ``num_images`` items,
+    per scale (as the loss samples them: up to ``views`` pixels per (image, class) pair).
 
     Returns:
         per scale: features ``(N_s, embed_dim)``, labels ``(N_s,)``, and the scale's stride.
@@ -43,7 +45,7 @@ def sample_embeddings(
         item = dataset[i]
         image = item["image"][None].to(device)
         mask = item["mask"][None].to(device)
-        embeddings = module.embeddings(image)
+        embeddings = module.embeddings(image, source=source)  # type: ignore[arg-type]
         if not feats:
             feats, labels = [[] for _ in embeddings], [[] for _ in embeddings]
             strides = [round(image.shape[-1] / e.shape[-1]) for e in embeddings]

@@ -37,6 +37,11 @@ class SegmentationModel(nn.Module):
         """Number of embedding maps returned in training mode (0 without projectors)."""
         return 0 if self.projectors is None else len(self.projectors)
 
+    def forward_features(self, x: Tensor) -> list[Tensor]:
+        """The head's maps that the projectors take, ``[(B, C_s, h_s, w_s)]`` highest resolution
+        first; present with or without projectors (e.g. to compare a CE model's features)."""
+        return list(self.head(self.backbone(x)).features)
+
     def forward(self, x: Tensor) -> SegmentationOutput:
         size = x.shape[-2:]
         out = self.head(self.backbone(x))
