@@ -158,6 +158,34 @@ def test_training_step_logs_every_term():
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in module.model.projectors.parameters())
 
 
+def test_project_sampled_gives_the_same_loss_and_gradients():
+    labels = torch.zeros(2, 64, 64, dtype=torch.long)
+    labels[:, 32:] = 1
+    labels[:, :, 40:] = 2
+    images = torch.rand(2, 3, 64, 64)
+    results = []
+    for lazy in (True, False):
+        torch.manual_seed(0)
+        module = SegmentationModule(num_classes=3, pretrained=False, max_total=300, project_sampled=lazy, **TINY)
+        module.log = module.log_dict = lambda *a, **kw: None  # type: ignore[method-assign]
+        module.train()
+        torch.manual_seed(1)
+        loss = module.training_step({"image": images, "mask": labels}, 0)
+        grads = torch.autograd.grad(loss, list(module.parameters()), allow_unused=True)
+        results.append((loss, grads, module))
+    (lazy, g_lazy, m_lazy), (full, g_full, m_full) = results
+    assert m_lazy.model.project_sampled and not m_full.model.project_sampled
+    torch.testing.assert_close(lazy, full)
+    for a, b in zip(g_lazy, g_full):
+        assert (a is None) == (b is None)
+        if a is not None:
+            torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+    # the full projector embeddings are rebuilt from the trunks for t-SNE
+    x = torch.rand(1, 3, 64, 64)
+    for a, b in zip(m_lazy.embeddings(x), m_full.embeddings(x)):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
 def test_contrastive_warmup_ramps_the_weight():
     module = SegmentationModule(num_classes=3, pretrained=False, contrastive_weight=0.2,
                                 contrastive_warmup_steps=4, **TINY)

@@ -282,6 +282,38 @@ def test_sampler_returns_image_index():
     assert labs.tolist() == [0, 0, 1] and images.tolist() == [0, 1, 1]
 
 
+def test_projecting_only_sampled_rows_equals_projecting_every_pixel():
+    from scalecontrast.models.layers import Projector
+
+    g = torch.Generator().manual_seed(5)
+    labels = torch.randint(0, 4, (2, 16, 16), generator=g)
+    labels[0, :3] = 255
+    projectors = [Projector(c, 8).double() for c in (3, 5, 7)]
+    trunks = [torch.randn(2, c, s, s, generator=g, dtype=torch.float64) for c, s in ((3, 16), (5, 8), (7, 4))]
+    loss_fn = MultiScaleContrastiveLoss(min_views=2, max_views=6, max_total=40)
+    params = [p for proj in projectors for p in proj[-1].parameters()]
+
+    def run(lazy: bool):
+        x = [t.clone().requires_grad_() for t in trunks]
+        torch.manual_seed(0)
+        if lazy:
+            loss = loss_fn(x, labels, projections=[p.project_rows for p in projectors])
+        else:
+            loss = loss_fn([p[-1](t) for p, t in zip(projectors, x)], labels)
+        grads = torch.autograd.grad(loss, x + params)
+        return loss, grads
+
+    (lazy, g_lazy), (full, g_full) = run(True), run(False)
+    torch.testing.assert_close(lazy, full, rtol=1e-12, atol=1e-12)
+    for a, b in zip(g_lazy, g_full):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+    # an all-ignore batch still reaches the projections (zero gradients, not None)
+    zero = loss_fn(trunks, torch.full((2, 16, 16), 255), projections=[p.project_rows for p in projectors])
+    assert all(g is not None and not g.any() for g in torch.autograd.grad(zero, params))
+    with pytest.raises(ValueError, match="projections"):
+        loss_fn(trunks, labels, projections=[projectors[0].project_rows])
+
+
 def test_return_terms_and_weights():
     labels = _balanced_labels(2, 16, 4, seed=2)
     embeddings = [torch.randn(2, 6, s, s) for s in (16, 8, 4, 2)]

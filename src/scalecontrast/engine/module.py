@@ -49,6 +49,8 @@ class SegmentationModule(L.LightningModule):
         scale_weights ... cross_image: :class:`scalecontrast.losses.MultiScaleContrastiveLoss`.
         contrastive_warmup_steps: ramp ``contrastive_weight`` linearly from 0 over this many
             steps (0: full weight from the first step, as in the paper).
+        project_sampled: run the projectors' last 1x1 conv on the sampled pixels only (same loss
+            and gradients, cheaper; models built by ``create_model``).
         aux_weight, class_weights, ignore_index: the cross-entropy part.
         optimizer, lr, weight_decay, momentum, nesterov, betas: SGD or AdamW; norms and position
             embeddings get no weight decay.
@@ -84,6 +86,7 @@ class SegmentationModule(L.LightningModule):
         gather_distributed: bool = False,
         cross_image: bool = True,
         contrastive_warmup_steps: int = 0,
+        project_sampled: bool = True,
         aux_weight: float = 0.4,
         class_weights: list[float] | None = None,
         ignore_index: int = 255,
@@ -117,6 +120,8 @@ class SegmentationModule(L.LightningModule):
         use_contrast = bool(contrastive) and contrastive_weight > 0
         self.model = create_model(head, backbone, num_classes, pretrained=pretrained,
                                   contrastive=use_contrast, embed_dim=embed_dim, **(model_kwargs or {}))
+        if hasattr(self.model, "project_sampled"):
+            self.model.project_sampled = bool(project_sampled)
         mean_t = _triple(mean if mean is not None else getattr(self.model, "mean", None), IMAGENET_MEAN)
         std_t = _triple(std if std is not None else getattr(self.model, "std", None), IMAGENET_STD)
         # Saved in the checkpoint's hyper-parameters so inference from a checkpoint alone works.
@@ -215,7 +220,11 @@ class SegmentationModule(L.LightningModule):
             if isinstance(m, nn.modules.batchnorm._BatchNorm) or "Drop" in type(m).__name__:
                 m.eval()  # running statistics; no dropout / drop-path
         try:
-            return [e.float() for e in self(images).embeddings]
+            out = self(images)
+            if out.projections is None:
+                return [e.float() for e in out.embeddings]
+            return [project(e.permute(0, 2, 3, 1)).permute(0, 3, 1, 2).float()  # rows = pixels
+                    for project, e in zip(out.projections, out.embeddings, strict=True)]
         finally:
             self.train(was_training)
 
@@ -242,7 +251,8 @@ class SegmentationModule(L.LightningModule):
         loss = seg["loss"]
         logs = {f"train/{k}": v.detach() for k, v in seg.items() if k != "loss"}
         if self.contrastive_loss is not None and out.embeddings:
-            terms = self.contrastive_loss(list(out.embeddings), masks, return_terms=True)
+            terms = self.contrastive_loss(list(out.embeddings), masks, return_terms=True,
+                                          projections=out.projections)
             weight = self.contrastive_weight_at(self.global_step)
             loss = loss + weight * terms["loss"]
             logs["train/contrastive_weight"] = torch.as_tensor(weight)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -86,6 +86,7 @@ class MultiScaleContrastiveLoss(nn.Module):
         *,
         return_terms: bool = False,
         generator: torch.Generator | None = None,
+        projections: Sequence[Callable[[Tensor], Tensor]] | None = None,
     ) -> Tensor | dict[str, Tensor]:
         """Compute the loss.
 
@@ -95,11 +96,14 @@ class MultiScaleContrastiveLoss(nn.Module):
             return_terms: return ``{"loss", "scale_<s>", "cross_high_low", "cross_high_mid"}``
                 (unweighted terms, detached) instead of the scalar.
             generator: optional generator for the anchor sampling.
+            projections: optional, one callable per map applied to the sampled rows
+                ``(N, C_s) -> (N, D)`` before the contrast (a projector's last pointwise layer;
+                see ``SegmentationOutput.projections``); the maps may then differ in ``C_s``.
 
         Returns:
             Scalar ``sum_s w_s L_s + w_hl L_hl + w_hm L_hm``, or the dict of terms.
         """
-        n_scales = self._check(embeddings, labels)
+        n_scales = self._check(embeddings, labels, projections)
         weights = self.scale_weights[:n_scales]
         cross = self.cross_scale and n_scales >= 2
         needed = {s for s, w in enumerate(weights) if w != 0}
@@ -118,10 +122,14 @@ class MultiScaleContrastiveLoss(nn.Module):
                 f"{self.scale_weights} (the first {n_scales} are used) are all 0 and there is no cross-scale "
                 "pair; give a non-zero weight to one of the maps this model returns"
             )
-        sampled = {s: self._sample(embeddings[s], labels, generator) for s in sorted(needed)}
+        project = list(projections) if projections is not None else [None] * n_scales
+        sampled = {s: self._sample(embeddings[s], labels, generator, project[s]) for s in sorted(needed)}
         # Zero that keeps the graph, so an all-ignore batch still back-propagates (summed in fp32:
-        # an fp16 sum can overflow to inf, and inf * 0 is NaN).
+        # an fp16 sum can overflow to inf, and inf * 0 is NaN); zero rows keep the projections in it.
         total = sum(e.sum(dtype=torch.float32) for e in embeddings) * 0.0
+        if projections is not None:
+            total = total + sum(p(e.new_zeros(0, e.shape[1])).sum(dtype=torch.float32)
+                                for p, e in zip(project, embeddings))
         terms: dict[str, Tensor] = {}
         for s, w in enumerate(weights):
             if w == 0:
@@ -154,7 +162,8 @@ class MultiScaleContrastiveLoss(nn.Module):
             return total
         return {"loss": total, **{k: v.detach() for k, v in terms.items()}}
 
-    def _sample(self, embedding: Tensor, labels: Tensor, generator: torch.Generator | None):
+    def _sample(self, embedding: Tensor, labels: Tensor, generator: torch.Generator | None,
+                project: Callable[[Tensor], Tensor] | None = None):
         feats, labs, images = sample_anchors(
             embedding,
             labels,
@@ -166,6 +175,8 @@ class MultiScaleContrastiveLoss(nn.Module):
             return_images=True,
         )
         feats = feats.reshape(-1, embedding.shape[1])  # (T*V, C)
+        if project is not None:
+            feats = project(feats)  # (T*V, D)
         views = feats.shape[0] // max(labs.shape[0], 1)
         labs, images = labs.repeat_interleave(views), images.repeat_interleave(views)  # (T*V,)
         if self.gather_distributed:
@@ -174,18 +185,22 @@ class MultiScaleContrastiveLoss(nn.Module):
             all_feats, all_labels, offset = feats, labs, 0
         return feats, labs, images, all_feats, all_labels, offset
 
-    def _check(self, embeddings: Sequence[Tensor], labels: Tensor) -> int:
+    def _check(self, embeddings: Sequence[Tensor], labels: Tensor,
+               projections: Sequence[Callable[[Tensor], Tensor]] | None = None) -> int:
         if isinstance(embeddings, Tensor) or len(embeddings) == 0:
             raise ValueError("embeddings must be a non-empty list of (B, C, h, w) tensors")
         if labels.ndim != 3:
             raise ValueError(f"labels must have shape (B, H, W), got {tuple(labels.shape)}")
         shapes = [tuple(e.shape) for e in embeddings]
         for shape in shapes:
-            if len(shape) != 4 or shape[0] != labels.shape[0] or shape[1] != shapes[0][1]:
+            other_c = projections is None and len(shape) == 4 and shape[1] != shapes[0][1]
+            if len(shape) != 4 or shape[0] != labels.shape[0] or other_c:
                 raise ValueError(
                     f"embeddings must all be (B, C, h, w) with B={labels.shape[0]} (from labels "
                     f"{tuple(labels.shape)}) and one C; got {shapes}"
                 )
+        if projections is not None and len(projections) != len(embeddings):
+            raise ValueError(f"{len(embeddings)} embedding maps but {len(projections)} projections")
         if len(embeddings) > len(self.scale_weights):
             raise ValueError(
                 f"{len(embeddings)} embedding maps but only {len(self.scale_weights)} scale_weights "

@@ -74,6 +74,18 @@ class Projector(nn.Sequential):
             nn.Conv2d(in_channels, embed_dim, 1),
         )
 
+    def trunk(self, x: Tensor) -> Tensor:
+        """Everything but the last 1x1 conv: ``(B, C, h, w) -> (B, C, h, w)``."""
+        for layer in list(self)[:-1]:
+            x = layer(x)
+        return x
+
+    def project_rows(self, rows: Tensor) -> Tensor:
+        """The last 1x1 conv on pixel rows: ``(N, C) -> (N, embed_dim)``; ``self(x)`` equals
+        ``project_rows`` applied to every pixel of ``trunk(x)``."""
+        last = self[-1]
+        return F.linear(rows, last.weight.flatten(1), last.bias)
+
 
 class HeadOutput(NamedTuple):
     """What a head returns to :class:`SegmentationModel` (before upsampling and projection).

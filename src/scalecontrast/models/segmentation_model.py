@@ -21,10 +21,16 @@ class SegmentationModel(nn.Module):
         head: a module mapping the backbone's feature list to a :class:`~.layers.HeadOutput` and
             exposing ``embed_channels`` (channels of the maps it offers for the contrastive loss).
         contrastive: build projectors (``embed_dim`` channels out, one per scale).
+        project_sampled: in training, return the projectors' maps before their last 1x1 conv plus
+            that conv as ``output.projections`` (see :class:`SegmentationOutput`), so that the loss
+            projects only the pixels it samples. Same loss values and gradients; can be switched
+            at any time (``model.project_sampled = True``).
     """
 
-    def __init__(self, backbone: Backbone, head: nn.Module, *, contrastive: bool = True, embed_dim: int = 256):
+    def __init__(self, backbone: Backbone, head: nn.Module, *, contrastive: bool = True, embed_dim: int = 256,
+                 project_sampled: bool = False):
         super().__init__()
+        self.project_sampled = project_sampled
         self.backbone = backbone
         self.head = head
         self.embed_dim = embed_dim
@@ -49,5 +55,8 @@ class SegmentationModel(nn.Module):
         aux = resize(out.aux_logits, size) if self.training and out.aux_logits is not None else None
         embeddings: list[Tensor] = []
         if self.training and self.projectors is not None:
+            if self.project_sampled:
+                embeddings = [proj.trunk(f) for proj, f in zip(self.projectors, out.features, strict=True)]
+                return SegmentationOutput(logits, aux, embeddings, [proj.project_rows for proj in self.projectors])
             embeddings = [proj(f) for proj, f in zip(self.projectors, out.features, strict=True)]
         return SegmentationOutput(logits, aux, embeddings)
