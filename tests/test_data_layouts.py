@@ -147,6 +147,8 @@ def test_cadis_experiments(cadis, experiment):
     n_classes, mapping = EXPERIMENTS[experiment]
     ds = get_dataset("cadis", cadis, "train", experiment=experiment)
     assert len(ds.classes) == len(ds.palette) == n_classes
+    assert ds.class_groups["instruments"] == list(range(7, n_classes))
+    assert sorted(ds.class_groups["anatomy"] + ds.class_groups["others"]) == list(range(7))
     assert len(ds) == 3 and ds.videos == ["Video01", "Video03"]
     raw = np.resize(np.asarray(CADIS_RAW), H * W).reshape(H, W)
     expect(ds, 0, raw, mapping)  # RGB label (video 1)
@@ -208,3 +210,16 @@ def test_folder_with_train_transforms(folder):
     ds = get_dataset("folder", root, "train", transform=train_transforms((16, 16)))
     item = ds[0]
     assert item["image"].shape == (3, 16, 16) and item["mask"].shape == (16, 16)
+
+
+@pytest.mark.filterwarnings("ignore:cadis")
+def test_cadis_groups_reach_the_module(cadis):
+    from scalecontrast.engine import SegmentationDataModule, SegmentationModule
+
+    dm = SegmentationDataModule("cadis", str(cadis), dataset_kwargs={"experiment": 2}, eval_limit=1)
+    assert dm.class_groups == {"anatomy": [0, 4, 5, 6], "others": [1, 2, 3], "instruments": list(range(7, 17))}
+    module = SegmentationModule(head="fpn", backbone="mobilenetv3_small_050", num_classes=17, contrastive=False)
+    module._trainer = type("T", (), {"datamodule": dm})()  # what Lightning attaches before setup
+    module.setup("validate")
+    assert module.hparams["class_groups"] == dm.class_groups
+    assert SegmentationDataModule("synthetic").class_groups is None

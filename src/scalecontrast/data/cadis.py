@@ -22,7 +22,7 @@ from .base import (
 )
 from .errors import MissingDataError
 
-__all__ = ["CaDIS", "CADIS_RAW_CLASSES", "CADIS_SPLITS", "cadis_experiment"]
+__all__ = ["CaDIS", "CADIS_RAW_CLASSES", "CADIS_SPLITS", "cadis_experiment", "cadis_groups"]
 
 CADIS_RAW_CLASSES = (
     "Pupil", "Surgical Tape", "Hand", "Eye Retractors", "Iris", "Skin", "Cornea",
@@ -52,6 +52,13 @@ _EXP2_GROUPS = (
     ("Micromanipulator", (17,)),
     ("Capsulorhexis Forceps", (19,)),
 )
+
+
+def cadis_groups(num_classes: int) -> dict[str, list[int]]:
+    """Class groups scored separately on CaDIS (Grammatikopoulou et al.; Pissas et al. report them):
+    anatomy = Pupil, Iris, Skin, Cornea; others = Surgical Tape, Hand, Eye Retractors;
+    instruments = every class from 7 on, for an experiment with ``num_classes`` classes."""
+    return {"anatomy": [0, 4, 5, 6], "others": [1, 2, 3], "instruments": list(range(7, num_classes))}
 
 
 def cadis_experiment(experiment: int) -> tuple[tuple[str, ...], dict[int, int]]:
@@ -128,4 +135,5 @@ class CaDIS(SegmentationDataset):
             where=f"cadis {split} (experiment {experiment}) at {root}",
         )
         self.root, self.split, self.experiment = root, split, experiment
+        self.class_groups = cadis_groups(len(classes))
         self.videos = [p.name for p in wanted]

@@ -19,6 +19,8 @@ from torchvision import tv_tensors
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as F
 
+from scalecontrast.constants import HALF_MEAN, HALF_STD, IMAGENET_MEAN, IMAGENET_STD  # noqa: F401 (re-exported)
+
 from .base import IGNORE_INDEX
 
 __all__ = [
@@ -33,11 +35,6 @@ __all__ = [
     "train_transforms",
     "eval_transforms",
 ]
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-HALF_MEAN = (0.5, 0.5, 0.5)
-HALF_STD = (0.5, 0.5, 0.5)
 
 
 def _pair(size: int | Sequence[int]) -> tuple[int, int]:

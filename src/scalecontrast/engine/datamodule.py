@@ -78,6 +78,7 @@ class SegmentationDataModule(L.LightningDataModule):
         if limit is not None and limit < len(ds):
             sub = Subset(ds, range(int(limit)))
             sub.classes, sub.palette = ds.classes, ds.palette  # type: ignore[attr-defined]
+            sub.class_groups = getattr(ds, "class_groups", None)  # type: ignore[attr-defined]
             ds = sub
         return ds
 
@@ -111,6 +112,12 @@ class SegmentationDataModule(L.LightningDataModule):
     @property
     def palette(self) -> list[list[int]]:
         return [[int(v) for v in c] for c in self._any.palette]  # type: ignore[attr-defined]
+
+    @property
+    def class_groups(self) -> dict[str, list[int]] | None:
+        """Groups of class indices the dataset scores separately (CaDIS), else ``None``."""
+        groups = getattr(self._any, "class_groups", None)
+        return {str(k): [int(i) for i in v] for k, v in groups.items()} if groups else None
 
     @property
     def num_classes(self) -> int:

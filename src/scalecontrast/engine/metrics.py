@@ -8,17 +8,9 @@ import torch
 from torch import Tensor
 from torchmetrics.classification import MulticlassConfusionMatrix
 
+from scalecontrast.data.cadis import cadis_groups  # re-exported: scores by class group
+
 __all__ = ["SegmentationMetrics", "scores_from_confusion", "format_scores", "cadis_groups"]
-
-# CaDIS class groups (Grammatikopoulou et al.; used by Pissas et al.): anatomy = Pupil, Iris,
-# Skin, Cornea; "others" = Surgical Tape, Hand, Eye Retractors; instruments = every class >= 7.
-_CADIS_BASE = {"anatomy": [0, 4, 5, 6], "others": [1, 2, 3]}
-
-
-def cadis_groups(num_classes: int) -> dict[str, list[int]]:
-    """Anatomy / instruments / others groups for a CaDIS experiment with ``num_classes`` classes."""
-    return {**_CADIS_BASE, "instruments": list(range(7, num_classes))}
-
 
 class SegmentationMetrics(MulticlassConfusionMatrix):
     """Confusion matrix over labelled pixels (``ignore_index`` left out) with IoU read-outs.

@@ -9,15 +9,13 @@ import lightning as L
 import torch
 from torch import Tensor, nn
 
+from scalecontrast.constants import IMAGENET_MEAN, IMAGENET_STD
 from scalecontrast.engine.inference import predict, resize_logits
 from scalecontrast.engine.metrics import SegmentationMetrics, format_scores
 from scalecontrast.engine.optim import build_optimizer, lr_lambda
 from scalecontrast.losses import MultiScaleContrastiveLoss, SegmentationLoss
 
 __all__ = ["SegmentationModule", "IMAGENET_MEAN", "IMAGENET_STD"]
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 def _triple(v: Any, default: Sequence[float]) -> tuple[float, float, float]:
@@ -175,6 +173,9 @@ class SegmentationModule(L.LightningModule):
             palette = getattr(dm, "palette", None)
             if not self.hparams.get("palette") and palette is not None:
                 self.hparams["palette"] = [[int(v) for v in c] for c in palette]
+            groups = getattr(dm, "class_groups", None)
+            if not self.hparams.get("class_groups") and groups:
+                self.hparams["class_groups"] = groups
 
     # ----------------------------------------------------------------------------------------
     # forward

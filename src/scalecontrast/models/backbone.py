@@ -10,6 +10,8 @@ import torch.nn.functional as F
 from timm.layers import Conv2dSame
 from torch import Tensor, nn
 
+from scalecontrast.constants import IMAGENET_MEAN, IMAGENET_STD
+
 from .weights import (
     LITE0,
     LITE0_MEAN,
@@ -120,8 +122,8 @@ class Backbone(nn.Module):
         self.channels: list[int] = list(self.body.feature_info.channels())
         self.reductions: list[int] = list(self.body.feature_info.reduction())
         cfg = getattr(self.body, "pretrained_cfg", None) or {}
-        self.mean: tuple[float, ...] = tuple(cfg.get("mean", (0.485, 0.456, 0.406)))
-        self.std: tuple[float, ...] = tuple(cfg.get("std", (0.229, 0.224, 0.225)))
+        self.mean: tuple[float, ...] = tuple(cfg.get("mean", IMAGENET_MEAN))
+        self.std: tuple[float, ...] = tuple(cfg.get("std", IMAGENET_STD))
         if name == LITE0:
             self.mean, self.std = LITE0_MEAN, LITE0_STD
         self.channels_last = str(getattr(self.body, "output_fmt", "NCHW")).endswith("NHWC")

@@ -5,11 +5,10 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from scalecontrast.constants import IMAGENET_MEAN, IMAGENET_STD
+
 from .layers import Projector, resize
 from .output import SegmentationOutput
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 def _first_tensor(obj) -> Tensor:
