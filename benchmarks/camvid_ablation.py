@@ -125,6 +125,17 @@ def report(results: dict[str, dict], split: str) -> str:
     return "\n".join(lines)
 
 
+def write_block(path: Path, name: str, text: str) -> None:
+    """Replace the text between ``<!-- NAME:BEGIN -->`` and ``<!-- NAME:END -->`` in ``path``."""
+    begin, end = f"<!-- {name}:BEGIN -->", f"<!-- {name}:END -->"
+    doc = path.read_text()
+    if begin not in doc or end not in doc:
+        raise SystemExit(f"{path}: markers {begin} / {end} not found")
+    head, rest = doc.split(begin, 1)
+    path.write_text(head + begin + "\n" + text.strip() + "\n" + end + rest.split(end, 1)[1])
+    print(f"updated {path} ({name})")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data-root", default=os.environ.get("SCALECONTRAST_CAMVID", "../shared/data/camvid"))
@@ -139,6 +150,7 @@ def main() -> None:
     p.add_argument("--out", default=str(ROOT / "runs" / "ablation"))
     p.add_argument("--results", default=str(ROOT / "docs" / "results" / "camvid_ablation.jsonl"))
     p.add_argument("--report", action="store_true", help="print the tables and exit")
+    p.add_argument("--docs", default=None, help="also write the tables into this Markdown file (between markers)")
     args = p.parse_args()
     results_path = Path(args.results)
     results = load_results(results_path)
@@ -160,7 +172,10 @@ def main() -> None:
                         f.write(json.dumps(row) + "\n")
                     print(f"[{time.strftime('%H:%M:%S')}] {key}: mIoU {row['miou']:.2f} "
                           f"({row['fit_seconds'] / 60:.1f} min)", flush=True)
-    print(report(results, args.eval_split))
+    text = report(results, args.eval_split)
+    print(text)
+    if args.docs:
+        write_block(Path(args.docs), "ABLATION", text)
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ import statistics
 import time
 from pathlib import Path
 
-from camvid_ablation import ROOT, evaluate, load_results, run_dir, run_key, run_one, train_args
+from camvid_ablation import ROOT, evaluate, load_results, run_dir, run_key, run_one, train_args, write_block
 
 # name -> (CamVid config setting, extra CLI arguments, what it tests)
 VARIANTS: dict[str, tuple[str, list[str], str]] = {
@@ -98,6 +98,7 @@ def main() -> None:
     p.add_argument("--ablation-results", default=str(ROOT / "docs" / "results" / "camvid_ablation.jsonl"))
     p.add_argument("--results", default=str(ROOT / "docs" / "results" / "camvid_tuning.jsonl"))
     p.add_argument("--report", action="store_true", help="print the table and exit")
+    p.add_argument("--docs", default=None, help="also write the table into this Markdown file (between markers)")
     args = p.parse_args()
     args.eval_split = "val"
     results_path = Path(args.results)
@@ -117,7 +118,10 @@ def main() -> None:
                 with open(results_path, "a") as f:
                     f.write(json.dumps(row) + "\n")
                 print(f"[{time.strftime('%H:%M:%S')}] {key}: val mIoU {row['miou']:.2f}", flush=True)
-    print(report(results))
+    text = report(results)
+    print(text)
+    if args.docs:
+        write_block(Path(args.docs), "TUNING", text)
 
 
 if __name__ == "__main__":
