@@ -78,7 +78,8 @@ def run_one(args, head: str, setting: str, seed: int, out: Path | None = None, e
         subprocess.run(fit, check=True, stdout=f, stderr=subprocess.STDOUT, cwd=ROOT)
     fit_seconds = time.time() - t0
     scores = evaluate(args, base, ckpt)
-    scores["threads"] = int(os.environ.get("OMP_NUM_THREADS", "0")) or None
+    # torch's intra-op threads of the training process (its default is the number of cores)
+    scores["threads"] = int(os.environ.get("OMP_NUM_THREADS") or os.cpu_count() or 1)
     return {"fit_seconds": round(fit_seconds, 1), **scores}
 
 

@@ -98,9 +98,12 @@ def tsne_figures(ckpt: dict[str, Path], data_root: str, out: Path, head: str, nu
         cells = []
         for f, y in zip(feats, labels):
             z = normalize(f)
+            if len(np.unique(y)) < 2:
+                cells.append("-")
+                continue
             sil = silhouette_score(z, y, metric="cosine")
-            knn = KNeighborsClassifier(n_neighbors=11).fit(z, y)  # 11 = the point itself + 10
-            idx = knn.kneighbors(z, return_distance=False)[:, 1:]
+            knn = KNeighborsClassifier(n_neighbors=10).fit(z, y)
+            idx = knn.kneighbors(return_distance=False)  # X=None: each point's neighbours without itself
             votes = y[idx]
             acc = float((np.array([np.bincount(v).argmax() for v in votes]) == y).mean())
             cells.append(f"{sil:.3f} / {100 * acc:.1f}")
@@ -110,6 +113,7 @@ def tsne_figures(ckpt: dict[str, Path], data_root: str, out: Path, head: str, nu
                        + " |", "|---|---|" + "---|" * n, *rows])
     print(f"\nClass separability of test pixels ({num_images} images, 40 per image and class): "
           "cosine silhouette / 10-NN accuracy (%)\n\n" + table)
+
 
 if __name__ == "__main__":
     main()

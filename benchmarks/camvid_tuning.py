@@ -3,9 +3,11 @@
 Every variant is the CamVid MS+CS recipe of ``camvid_ablation.py`` (FPN + EfficientNet-Lite0,
 same steps, crops, batch and seeds) with one change: the contrastive loss weight, the
 temperature, a linear warm-up of the contrastive term, the paper's sampling caps, or contrast
-restricted to each image (no gathering across the batch). Models are trained on ``train`` and
+restricted to each image (no cross-image contrast: the batch's other images are not gathered into
+the contrast set), or the taps (encoder stages instead of FPN levels). Models are trained on ``train`` and
 scored on **val** (never on test). The CE and MS+CS rows reuse the ablation's trained runs
-(``runs/ablation/fpn/{ce,mscs}/seed*``) when they are there, and train them otherwise.
+(``runs/ablation/fpn/{ce,mscs}/seed*``) when they are finished with the same recipe, and are
+trained under ``--tuning-out`` otherwise.
 
 Each finished run is appended to ``--results`` (JSON lines) and skipped when the script is
 started again; an interrupted run resumes from its ``last.ckpt``.
@@ -38,7 +40,7 @@ VARIANTS: dict[str, tuple[str, list[str], str]] = {
     "paper_caps": ("mscs", ["--model.max_views", "2500", "--model.max_total", "10000"],
                    "the paper's sampling caps (2500 views, 10000 anchors per scale)"),
     "per_image": ("mscs", ["--model.cross_image", "false"],
-                  "contrast within each image only (no gathering across the batch)"),
+                  "positives and negatives from the anchor's own image only (no cross-image contrast)"),
     "backbone_taps": ("mscs", ["--model.model_kwargs", '{"embed_from": "backbone"}'],
                       "contrast the encoder stages (24/40/112/320 ch) instead of the FPN levels"),
 }
@@ -47,15 +49,17 @@ HEAD = "fpn"
 
 def run_variant(args, name: str, seed: int, ablation: dict[str, dict]) -> dict:
     setting, extra, _ = VARIANTS[name]
-    if not extra:  # the ablation's own run: score it on val if it is finished, else train it there
+    if not extra:  # the ablation's own run, if it is finished with this recipe: score it on val
         done = ablation.get(run_key(HEAD, setting, seed, "test"))
         out = run_dir(args, HEAD, setting, seed)
         ckpt = out / "checkpoints" / "last.ckpt"
-        if done is not None and ckpt.exists():
+        same = done is not None and (done["steps"], list(done["crop"]), done["batch"]) == (
+            args.steps, list(args.crop), args.batch)
+        if same and ckpt.exists():
             base = train_args(args, HEAD, setting, seed, out)
             return {"fit_seconds": done["fit_seconds"], "reused": str(out.relative_to(ROOT)),
                     **evaluate(args, base, ckpt)}
-        return run_one(args, HEAD, setting, seed, out=out)
+    # otherwise train it here (never in the ablation's directory, which the ablation may be using)
     return run_one(args, HEAD, setting, seed, out=Path(args.tuning_out) / name / f"seed{seed}", extra=extra)
 
 

@@ -184,6 +184,10 @@ def test_project_sampled_gives_the_same_loss_and_gradients():
     x = torch.rand(1, 3, 64, 64)
     for a, b in zip(m_lazy.embeddings(x), m_full.embeddings(x)):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+    out = m_lazy.model.train()(images)  # the raw output: no embeddings, the maps and projections instead
+    assert out.embeddings == [] and len(out.projector_maps) == len(out.projections) == 4
+    with pytest.raises(ValueError, match="projector_maps"):
+        m_lazy.contrastive_loss(out.embeddings, labels)
 
 
 def test_contrastive_warmup_ramps_the_weight():

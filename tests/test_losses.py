@@ -274,12 +274,60 @@ def test_per_image_contrast_matches_naive_when_every_pixel_is_sampled():
         MultiScaleContrastiveLoss(cross_image=False, gather_distributed=True)
 
 
+def _naive_per_image(feats, labels, images, others, other_labels, other_images, temperature):
+    """Mean over anchors with a positive and a negative in their own image of DESIGN.md's per-anchor loss."""
+    same = others is feats
+    z, zc = F.normalize(feats, dim=1), F.normalize(others, dim=1)
+    losses = []
+    for i in range(len(labels)):
+        mine = other_images == images[i]
+        pos = mine & (other_labels == labels[i])
+        if same:
+            pos[i] = False
+        neg = mine & (other_labels != labels[i])
+        if not pos.any() or not neg.any():
+            continue
+        s = zc @ z[i] / temperature
+        neg_sum = torch.exp(s[neg]).sum()
+        losses.append(-(s[pos] - torch.log(torch.exp(s[pos]) + neg_sum)).mean())
+    return torch.stack(losses).mean()
+
+
+@pytest.mark.parametrize("same", [True, False])
+def test_per_image_term_matches_naive_with_unequal_images(same):
+    from scalecontrast.losses.multiscale import _per_image
+
+    g = torch.Generator().manual_seed(7)
+    images = torch.tensor([0] * 6 + [1] * 4 + [2] * 5)
+    labels = torch.tensor([0, 0, 1, 1, 2, 2, 3, 3, 3, 3, 0, 1, 1, 4, 4])  # image 1 shows one class
+    feats = torch.randn(15, 6, generator=g, dtype=torch.float64, requires_grad=True)
+    if same:
+        others, o_labels, o_images = feats, labels, images
+    else:  # image 0's class 2 has no positive at low resolution; image 2 has no low-resolution pixel
+        o_images = torch.tensor([0, 0, 0, 1, 1])
+        o_labels = torch.tensor([0, 1, 5, 3, 3])
+        others = torch.randn(5, 6, generator=g, dtype=torch.float64, requires_grad=True)
+    args = (feats, labels, images, others, o_labels, o_images)
+    ours = _per_image(*args, temperature=0.2, num_images=3)
+    ref = _naive_per_image(*args, temperature=0.2)
+    torch.testing.assert_close(ours, ref, rtol=1e-10, atol=1e-12)
+    inputs = [feats] if same else [feats, others]
+    for a, b in zip(torch.autograd.grad(ours, inputs), torch.autograd.grad(ref, inputs)):
+        torch.testing.assert_close(a, b, rtol=1e-8, atol=1e-12)
+    # a batch where no anchor has a negative in its own image gives a zero that keeps the graph
+    flat = _per_image(feats, torch.zeros(15, dtype=torch.long), images, feats, torch.zeros(15, dtype=torch.long),
+                      images, temperature=0.2, num_images=3)
+    assert flat.item() == 0.0 and flat.requires_grad
+
+
 def test_sampler_returns_image_index():
     labels = torch.zeros(3, 4, 4, dtype=torch.long)
     labels[1, :2] = 1
     labels[2] = 255
     feats, labs, images = sample_anchors(torch.randn(3, 2, 4, 4), labels, min_views=1, return_images=True)
     assert labs.tolist() == [0, 0, 1] and images.tolist() == [0, 1, 1]
+    feats, labs, images = sample_anchors(torch.randn(3, 2, 4, 4), torch.full((3, 4, 4), 255), return_images=True)
+    assert feats.shape == (0, 0, 2) and labs.shape == images.shape == (0,)
 
 
 def test_projecting_only_sampled_rows_equals_projecting_every_pixel():

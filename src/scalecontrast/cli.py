@@ -20,6 +20,7 @@ import sys
 import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Literal
 
 __all__ = ["main", "run_lightning"]
 
@@ -276,7 +277,7 @@ def cmd_embed(argv: Sequence[str]) -> int:
     p.add_argument("--config", type=str | None, default=None,
                    help="training config; its `data` section selects the data (default: the checkpoint's)")
     p.add_argument("--ckpt_path", type=str, required=True, help="checkpoint (with projectors unless --source features)")
-    p.add_argument("--source", type=str, default="auto",
+    p.add_argument("--source", type=Literal["auto", "projector", "features"], default="auto",
                    help="projector: the projector embeddings; features: the head's maps the projectors take "
                         "(works for CE models too); auto: projector when the checkpoint has projectors")
     p.add_argument("--output", type=str, required=True, help="figure to write (.png, .pdf, ...)")
@@ -297,8 +298,6 @@ def cmd_embed(argv: Sequence[str]) -> int:
     from scalecontrast.viz import tsne_figure
 
     module = load_module(a.ckpt_path, map_location=a.device)
-    if a.source not in ("auto", "projector", "features"):
-        raise SystemExit(f"scalecontrast embed: --source must be auto, projector or features, got {a.source!r}")
     source = a.source if a.source != "auto" else ("projector" if module.model_has_projectors() else "features")
     if source == "projector" and not module.model_has_projectors():
         raise SystemExit("scalecontrast embed: this checkpoint has no projectors (trained without the "

@@ -12,6 +12,7 @@ from scalecontrast.data.cadis import cadis_groups  # re-exported: scores by clas
 
 __all__ = ["SegmentationMetrics", "scores_from_confusion", "format_scores", "cadis_groups"]
 
+
 class SegmentationMetrics(MulticlassConfusionMatrix):
     """Confusion matrix over labelled pixels (``ignore_index`` left out) with IoU read-outs.
 

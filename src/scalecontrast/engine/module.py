@@ -115,11 +115,12 @@ class SegmentationModule(L.LightningModule):
         from scalecontrast.models import create_model
 
         self.save_hyperparameters()
+        if contrastive_warmup_steps < 0:
+            raise ValueError(f"contrastive_warmup_steps must be >= 0, got {contrastive_warmup_steps}")
         use_contrast = bool(contrastive) and contrastive_weight > 0
+        kwargs = {"project_sampled": bool(project_sampled), **(model_kwargs or {})}  # model_kwargs win
         self.model = create_model(head, backbone, num_classes, pretrained=pretrained,
-                                  contrastive=use_contrast, embed_dim=embed_dim, **(model_kwargs or {}))
-        if hasattr(self.model, "project_sampled"):
-            self.model.project_sampled = bool(project_sampled)
+                                  contrastive=use_contrast, embed_dim=embed_dim, **kwargs)
         mean_t = _triple(mean if mean is not None else getattr(self.model, "mean", None), IMAGENET_MEAN)
         std_t = _triple(std if std is not None else getattr(self.model, "std", None), IMAGENET_STD)
         # Saved in the checkpoint's hyper-parameters so inference from a checkpoint alone works.
@@ -136,8 +137,6 @@ class SegmentationModule(L.LightningModule):
                 cross_scale_weights=tuple(cross_scale_weights), ignore_index=ignore_index,
                 min_views=min_views, max_views=max_views, max_total=max_total,
                 detach_low_res=detach_low_res, gather_distributed=gather_distributed, cross_image=cross_image)
-        if contrastive_warmup_steps < 0:
-            raise ValueError(f"contrastive_warmup_steps must be >= 0, got {contrastive_warmup_steps}")
         self.val_metrics = SegmentationMetrics(num_classes, ignore_index=ignore_index)
         self.test_metrics = SegmentationMetrics(num_classes, ignore_index=ignore_index)
         self.last_scores: dict[str, Tensor] = {}
@@ -174,7 +173,7 @@ class SegmentationModule(L.LightningModule):
             if not self.hparams.get("palette") and palette is not None:
                 self.hparams["palette"] = [[int(v) for v in c] for c in palette]
             groups = getattr(dm, "class_groups", None)
-            if not self.hparams.get("class_groups") and groups:
+            if self.hparams.get("class_groups") is None and groups:
                 self.hparams["class_groups"] = groups
 
     # ----------------------------------------------------------------------------------------
@@ -225,7 +224,7 @@ class SegmentationModule(L.LightningModule):
             if out.projections is None:
                 return [e.float() for e in out.embeddings]
             return [project(e.permute(0, 2, 3, 1)).permute(0, 3, 1, 2).float()  # rows = pixels
-                    for project, e in zip(out.projections, out.embeddings, strict=True)]
+                    for project, e in zip(out.projections, out.projector_maps, strict=True)]
         finally:
             self.train(was_training)
 
@@ -251,9 +250,9 @@ class SegmentationModule(L.LightningModule):
         seg = self.seg_loss(out.logits, masks, out.aux_logits)
         loss = seg["loss"]
         logs = {f"train/{k}": v.detach() for k, v in seg.items() if k != "loss"}
-        if self.contrastive_loss is not None and out.embeddings:
-            terms = self.contrastive_loss(list(out.embeddings), masks, return_terms=True,
-                                          projections=out.projections)
+        maps = out.projector_maps if out.projections is not None else out.embeddings
+        if self.contrastive_loss is not None and maps:
+            terms = self.contrastive_loss(list(maps), masks, return_terms=True, projections=out.projections)
             weight = self.contrastive_weight_at(self.global_step)
             loss = loss + weight * terms["loss"]
             logs["train/contrastive_weight"] = torch.as_tensor(weight)

@@ -4,7 +4,7 @@ the engine and viz): embedding sampling for t-SNE, data preparation, synthetic s
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -26,14 +26,15 @@ def sample_embeddings(
     num_images: int = 8,
     views: int = 40,
     seed: int = 0,
-    source: str = "projector",
+    source: Literal["projector", "features"] = "projector",
 ) -> tuple[list[np.ndarray], list[np.ndarray], list[int]]:
     """Class-balanced samples of the projector embeddings (``source="projector"``) or of the
     head's maps they are computed from (``source="features"``) of the first ``num_images`` items,
     per scale (as the loss samples them: up to ``views`` pixels per (image, class) pair).
 
     Returns:
-        per scale: features ``(N_s, embed_dim)``, labels ``(N_s,)``, and the scale's stride.
+        per scale: features ``(N_s, D_s)`` (``embed_dim``, or the map's channels for ``"features"``),
+        labels ``(N_s,)``, and the scale's stride.
     """
     device = module.pixel_mean.device
     feats: list[list[Tensor]] = []
@@ -45,7 +46,7 @@ def sample_embeddings(
         item = dataset[i]
         image = item["image"][None].to(device)
         mask = item["mask"][None].to(device)
-        embeddings = module.embeddings(image, source=source)  # type: ignore[arg-type]
+        embeddings = module.embeddings(image, source=source)
         if not feats:
             feats, labels = [[] for _ in embeddings], [[] for _ in embeddings]
             strides = [round(image.shape[-1] / e.shape[-1]) for e in embeddings]

@@ -35,8 +35,9 @@ class MultiScaleContrastiveLoss(nn.Module):
         gather_distributed: contrast against the embeddings sampled on every process
             (anchors stay local; the gradient flows to the local part).
         cross_image: contrast each anchor with the embeddings sampled from every image of the
-            batch (the paper). ``False`` restricts the contrast set to the anchor's own image;
-            each term is then the anchor-count-weighted mean of the per-image terms.
+            batch (the paper). ``False`` restricts positives and negatives to the anchor's own
+            image; each term is then the mean over the anchors that have a positive and a negative
+            in their image.
     """
 
     def __init__(
@@ -141,7 +142,8 @@ class MultiScaleContrastiveLoss(nn.Module):
                     feats, labs, all_feats, all_labels, temperature=self.temperature, self_index=self_index
                 )
             else:
-                term = _per_image(feats, labs, images, feats, labs, images, temperature=self.temperature)
+                term = _per_image(feats, labs, images, feats, labs, images, temperature=self.temperature,
+                                  num_images=labels.shape[0])
             terms[f"scale_{s}"] = term
             total = total + w * term
         for name, s, w in pairs:
@@ -155,7 +157,7 @@ class MultiScaleContrastiveLoss(nn.Module):
                 )
             else:
                 term = _per_image(anchors, anchor_labels, anchor_images, low_feats, low_labels, low_images,
-                                  temperature=self.cross_scale_temperature)
+                                  temperature=self.cross_scale_temperature, num_images=labels.shape[0])
             terms[name] = term
             total = total + w * term
         if not return_terms:
@@ -188,7 +190,10 @@ class MultiScaleContrastiveLoss(nn.Module):
     def _check(self, embeddings: Sequence[Tensor], labels: Tensor,
                projections: Sequence[Callable[[Tensor], Tensor]] | None = None) -> int:
         if isinstance(embeddings, Tensor) or len(embeddings) == 0:
-            raise ValueError("embeddings must be a non-empty list of (B, C, h, w) tensors")
+            raise ValueError(
+                "embeddings must be a non-empty list of (B, C, h, w) tensors (a model built with "
+                "project_sampled=True returns none: pass out.projector_maps with projections=out.projections)"
+            )
         if labels.ndim != 3:
             raise ValueError(f"labels must have shape (B, H, W), got {tuple(labels.shape)}")
         shapes = [tuple(e.shape) for e in embeddings]
@@ -210,30 +215,57 @@ class MultiScaleContrastiveLoss(nn.Module):
 
 
 def _per_image(
-    feats: Tensor, labels: Tensor, images: Tensor,
-    others: Tensor, other_labels: Tensor, other_images: Tensor, *, temperature: float,
+    feats: Tensor,
+    labels: Tensor,
+    images: Tensor,
+    others: Tensor,
+    other_labels: Tensor,
+    other_images: Tensor,
+    *,
+    temperature: float,
+    num_images: int,
 ) -> Tensor:
     """Contrast every anchor only with the embeddings of its own image.
 
-    ``feats (N, C)``, ``labels``/``images (N,)``; ``others (M, C)``, ``other_labels``/``other_images (M,)``.
-    Passing the same tensors as anchors and contrast set excludes each anchor from its own set.
-    Returns the mean of the per-image terms weighted by their anchor counts (a scalar).
+    ``feats (N, C)``, ``labels``/``images (N,)``; ``others (M, C)``, ``other_labels``/``other_images (M,)``;
+    rows grouped by image (as :func:`sample_anchors` returns them). Passing the same tensors as
+    anchors and contrast set excludes each anchor from its own set.
+
+    Returns the mean per-anchor loss over the anchors that have at least one positive *and* one
+    negative in their own image (a scalar). Anchors without a negative (an image showing one class)
+    have a loss of exactly 0 by the formula; they are left out of the mean instead of diluting it.
+    Two host syncs, plus those of each per-image :func:`contrast`.
     """
     same_set = others is feats
     total = feats.sum(dtype=torch.float32) * 0.0
-    count = 0
-    for b in torch.unique(images).tolist():
-        rows = images == b
-        n = int(rows.sum())
+    if labels.numel() == 0 or other_labels.numel() == 0:
+        return total
+    n_labels = int(torch.maximum(labels.max(), other_labels.max())) + 1
+    key_a, key_b = images * n_labels + labels, other_images * n_labels + other_labels
+    same_label = torch.bincount(key_b, minlength=num_images * n_labels)[key_a] - int(same_set)  # positives
+    cols = torch.bincount(other_images, minlength=num_images)
+    negatives = cols[images] - same_label - int(same_set)
+    has_pos = same_label > 0
+    stats = torch.stack([
+        torch.bincount(images, minlength=num_images),
+        cols,
+        torch.bincount(images, weights=has_pos.double(), minlength=num_images).long(),
+        torch.bincount(images, weights=(has_pos & (negatives > 0)).double(), minlength=num_images).long(),
+    ]).tolist()
+    n_valid = sum(stats[3])
+    if n_valid == 0:
+        return total
+    row0 = col0 = 0
+    for n_rows, n_cols, n_pos, valid in zip(*stats):
+        rows, cols_ = slice(row0, row0 + n_rows), slice(col0, col0 + n_cols)
+        row0, col0 = row0 + n_rows, col0 + n_cols
+        if valid == 0:
+            continue
         if same_set:
             sub = feats[rows]
             term = contrast(sub, labels[rows], sub, labels[rows], temperature=temperature,
-                            self_index=torch.arange(n, device=feats.device))
+                            self_index=torch.arange(n_rows, device=feats.device))
         else:
-            cols = other_images == b
-            if not bool(cols.any()):
-                continue
-            term = contrast(feats[rows], labels[rows], others[cols], other_labels[cols], temperature=temperature)
-        total = total + n * term
-        count += n
-    return total / max(count, 1)
+            term = contrast(feats[rows], labels[rows], others[cols_], other_labels[cols_], temperature=temperature)
+        total = total + n_pos * term  # contrast averages over the anchors with a positive
+    return total / n_valid

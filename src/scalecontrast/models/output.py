@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
 from torch import Tensor
@@ -17,13 +17,17 @@ class SegmentationOutput(NamedTuple):
             soft object regions) in training mode; ``None`` in eval mode or for heads without one.
         embeddings: projector outputs ``(B, embed_dim, h_s, w_s)``, highest resolution first; empty in
             eval mode and when the model was built with ``contrastive=False``.
-        projections: ``None``, or (models with ``project_sampled=True``) one callable per scale
-            mapping rows ``(N, C_s) -> (N, embed_dim)``: then ``embeddings`` hold the projectors'
-            maps *before* their last (pointwise) layer, and the loss applies ``projections[s]`` to the
-            sampled pixels only, which gives the same values without projecting every pixel.
+        projector_maps: (models with ``project_sampled=True``, training mode; else empty) the
+            projectors' maps *before* their last, pointwise layer, ``(B, C_s, h_s, w_s)``; ``embeddings``
+            is then empty.
+        projections: ``None``, or with ``projector_maps`` one callable per scale mapping pixel rows
+            ``(N, C_s) -> (N, embed_dim)`` (the projectors' last layer). Pass both to the loss,
+            ``loss(out.projector_maps, labels, projections=out.projections)``: it projects only the
+            pixels it samples, which gives the same values as ``loss(embeddings, labels)``.
     """
 
     logits: Tensor
     aux_logits: Tensor | None
     embeddings: list[Tensor]
-    projections: list[Callable[[Tensor], Tensor]] | None = None
+    projector_maps: Sequence[Tensor] = ()
+    projections: Sequence[Callable[[Tensor], Tensor]] | None = None

@@ -21,10 +21,13 @@ class SegmentationModel(nn.Module):
         head: a module mapping the backbone's feature list to a :class:`~.layers.HeadOutput` and
             exposing ``embed_channels`` (channels of the maps it offers for the contrastive loss).
         contrastive: build projectors (``embed_dim`` channels out, one per scale).
-        project_sampled: in training, return the projectors' maps before their last 1x1 conv plus
-            that conv as ``output.projections`` (see :class:`SegmentationOutput`), so that the loss
-            projects only the pixels it samples. Same loss values and gradients; can be switched
-            at any time (``model.project_sampled = True``).
+        project_sampled: in training, return the projectors' maps before their last 1x1 conv
+            (``output.projector_maps``) and that conv (``output.projections``) instead of
+            ``output.embeddings`` (see :class:`SegmentationOutput`), so that the loss projects only
+            the pixels it samples. Same loss values and gradients; can be switched at any time
+            (``model.project_sampled = True``). Under a hand-made DDP wrapper with
+            ``find_unused_parameters=True`` the last conv then runs outside DDP's forward; Lightning
+            (the loss inside ``training_step``) is not affected.
     """
 
     def __init__(self, backbone: Backbone, head: nn.Module, *, contrastive: bool = True, embed_dim: int = 256,
@@ -56,7 +59,7 @@ class SegmentationModel(nn.Module):
         embeddings: list[Tensor] = []
         if self.training and self.projectors is not None:
             if self.project_sampled:
-                embeddings = [proj.trunk(f) for proj, f in zip(self.projectors, out.features, strict=True)]
-                return SegmentationOutput(logits, aux, embeddings, [proj.project_rows for proj in self.projectors])
+                maps = [proj.trunk(f) for proj, f in zip(self.projectors, out.features, strict=True)]
+                return SegmentationOutput(logits, aux, [], maps, [proj.project_rows for proj in self.projectors])
             embeddings = [proj(f) for proj, f in zip(self.projectors, out.features, strict=True)]
         return SegmentationOutput(logits, aux, embeddings)
