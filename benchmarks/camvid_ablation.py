@@ -96,6 +96,20 @@ def evaluate(args, base: list[str], ckpt: Path) -> dict:
             "pixel_acc": round(float(scores.get("pixel_acc", float("nan"))) * 100, 2)}
 
 
+def paired_delta(values: list[float], baseline: list[float]) -> str:
+    """``mean ± std`` of the per-seed differences, how many seeds are better, and the two-sided
+    p-value of a paired t-test (``-`` below 2 pairs)."""
+    diffs = [v - b for v, b in zip(values, baseline)]
+    if len(diffs) < 2:
+        return f"{diffs[0]:+.2f} (1 seed)" if diffs else "-"
+    from scipy.stats import ttest_rel
+
+    p = float(ttest_rel(values, baseline).pvalue)
+    wins = sum(d > 0 for d in diffs)
+    return (f"{statistics.mean(diffs):+.2f} ± {statistics.stdev(diffs):.2f}, better on {wins}/{len(diffs)}, "
+            f"p = {p:.2f}")
+
+
 def report(results: dict[str, dict], split: str) -> str:
     lines = []
     heads = sorted({r["head"] for r in results.values()})
@@ -105,7 +119,8 @@ def report(results: dict[str, dict], split: str) -> str:
         if not any(rows.values()):
             continue
         lines += [f"### {head} + tf_efficientnet_lite0, {split} mIoU (%)", "",
-                  "| setting | runs | mean | std | seeds |", "|---|---|---|---|---|"]
+                  "| setting | runs | mean | std | seeds | vs CE, paired by seed |", "|---|---|---|---|---|---|"]
+        ce = {r["seed"]: r["miou"] for r in rows["ce"]}
         for s in SETTINGS:
             rs = sorted(rows[s], key=lambda r: r["seed"])
             if not rs:
@@ -113,7 +128,10 @@ def report(results: dict[str, dict], split: str) -> str:
             vals = [r["miou"] for r in rs]
             std = statistics.stdev(vals) if len(vals) > 1 else float("nan")
             seeds = ", ".join(f"{r['seed']}: {r['miou']:.2f}" for r in rs)
-            lines.append(f"| {LABELS[s]} | {len(vals)} | {statistics.mean(vals):.2f} | {std:.2f} | {seeds} |")
+            shared = [r for r in rs if r["seed"] in ce]
+            paired = paired_delta([r["miou"] for r in shared], [ce[r["seed"]] for r in shared])
+            lines.append(f"| {LABELS[s]} | {len(vals)} | {statistics.mean(vals):.2f} | {std:.2f} | {seeds} | "
+                         f"{paired if s != 'ce' else '-'} |")
         classes = next(iter(r["iou"] for rs in rows.values() for r in rs))
         lines += ["", "Per-class IoU (%), mean over seeds:", "",
                   "| setting | " + " | ".join(classes) + " |", "|---" * (len(classes) + 1) + "|"]
