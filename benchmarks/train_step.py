@@ -67,8 +67,8 @@ def time_training(head: str, data, settings: dict, warmup: int) -> dict[str, flo
             if loss_fn is not None and not any(loss_fn.scale_weights) and not loss_fn.cross_scale:
                 loss = loss + sum(e.sum() for e in out.embeddings) * 0.0  # backward through the projectors
             elif loss_fn is not None:
-                maps = out.projector_maps if out.projections is not None else out.embeddings
-                loss = loss + 0.1 * loss_fn(maps, masks, projections=out.projections)
+                maps, projections = out.contrastive_inputs()
+                loss = loss + 0.1 * loss_fn(maps, masks, projections=projections)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

@@ -310,8 +310,7 @@ def cmd_embed(argv: Sequence[str]) -> int:
                                               source=source)
     if not any(len(f) for f in f_np):
         raise SystemExit("scalecontrast embed: no labelled pixels were sampled; use more images")
-    kind = "projector" if source == "projector" else "features"
-    titles = [f"scale {s + 1} {kind} (stride {st}, {len(f)} points)"
+    titles = [f"scale {s + 1} {source} (stride {st}, {len(f)} points)"
               for s, (st, f) in enumerate(zip(strides, f_np, strict=True))]
     tsne_figure(f_np, y_np, module.class_names, module.palette, a.output, titles=titles,
                 perplexity=a.perplexity)

@@ -250,9 +250,9 @@ class SegmentationModule(L.LightningModule):
         seg = self.seg_loss(out.logits, masks, out.aux_logits)
         loss = seg["loss"]
         logs = {f"train/{k}": v.detach() for k, v in seg.items() if k != "loss"}
-        maps = out.projector_maps if out.projections is not None else out.embeddings
+        maps, projections = out.contrastive_inputs()
         if self.contrastive_loss is not None and maps:
-            terms = self.contrastive_loss(list(maps), masks, return_terms=True, projections=out.projections)
+            terms = self.contrastive_loss(maps, masks, return_terms=True, projections=projections)
             weight = self.contrastive_weight_at(self.global_step)
             loss = loss + weight * terms["loss"]
             logs["train/contrastive_weight"] = torch.as_tensor(weight)

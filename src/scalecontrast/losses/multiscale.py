@@ -249,8 +249,8 @@ def _per_image(
     stats = torch.stack([
         torch.bincount(images, minlength=num_images),
         cols,
-        torch.bincount(images, weights=has_pos.double(), minlength=num_images).long(),
-        torch.bincount(images, weights=(has_pos & (negatives > 0)).double(), minlength=num_images).long(),
+        torch.bincount(images[has_pos], minlength=num_images),
+        torch.bincount(images[has_pos & (negatives > 0)], minlength=num_images),
     ]).tolist()
     n_valid = sum(stats[3])
     if n_valid == 0:

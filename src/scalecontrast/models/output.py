@@ -31,3 +31,9 @@ class SegmentationOutput(NamedTuple):
     embeddings: list[Tensor]
     projector_maps: Sequence[Tensor] = ()
     projections: Sequence[Callable[[Tensor], Tensor]] | None = None
+
+    def contrastive_inputs(self) -> tuple[list[Tensor], Sequence[Callable[[Tensor], Tensor]] | None]:
+        """``(maps, projections)`` to pass to the contrastive loss, whichever form the model returned."""
+        if self.projections is not None:
+            return list(self.projector_maps), self.projections
+        return list(self.embeddings), None
