@@ -12,8 +12,14 @@ trained under ``--tuning-out`` otherwise.
 Each finished run is appended to ``--results`` (JSON lines) and skipped when the script is
 started again; an interrupted run resumes from its ``last.ckpt``.
 
+``--confirm NAME`` is the last step, taken once a variant has been chosen on val: it scores that
+variant's final models on **test** (training the seeds the study has not trained yet, in the same
+directories) and compares them, paired by seed, with the ablation's CE and MS+CS test scores. The
+val models are trained on ``train`` only, so scoring them on test picks nothing on test.
+
     python benchmarks/camvid_tuning.py --data-root ../shared/data/camvid              # run what is missing
     python benchmarks/camvid_tuning.py --report                                        # tables only
+    python benchmarks/camvid_tuning.py --confirm weight_0.3 --seeds 0 1 2 3 4          # chosen variant on test
 """
 
 from __future__ import annotations
@@ -25,7 +31,18 @@ import statistics
 import time
 from pathlib import Path
 
-from camvid_ablation import ROOT, evaluate, load_results, run_dir, run_key, run_one, train_args, write_block
+from camvid_ablation import (
+    LABELS,
+    ROOT,
+    evaluate,
+    load_results,
+    paired_delta,
+    run_dir,
+    run_key,
+    run_one,
+    train_args,
+    write_block,
+)
 
 # name -> (CamVid config setting, extra CLI arguments, what it tests)
 VARIANTS: dict[str, tuple[str, list[str], str]] = {
@@ -61,6 +78,54 @@ def run_variant(args, name: str, seed: int, ablation: dict[str, dict]) -> dict:
                     **evaluate(args, base, ckpt)}
     # otherwise train it here (never in the ablation's directory, which the ablation may be using)
     return run_one(args, HEAD, setting, seed, out=Path(args.tuning_out) / name / f"seed{seed}", extra=extra)
+
+
+def confirm_variant(args, name: str, seed: int, tuning: dict[str, dict]) -> dict:
+    """Test scores of ``name``'s final model for ``seed``: the study's model if it is finished with
+    this recipe, else trained here (in the study's directory for that variant and seed)."""
+    out = Path(args.tuning_out) / name / f"seed{seed}"
+    ckpt = out / "checkpoints" / "last.ckpt"
+    done = tuning.get(f"{HEAD}/{name}/seed{seed}/val")
+    same = done is not None and (done["steps"], list(done["crop"]), done["batch"]) == (
+        args.steps, list(args.crop), args.batch)
+    if same and ckpt.exists():
+        base = train_args(args, HEAD, VARIANTS[name][0], seed, out, VARIANTS[name][1])
+        extra = {k: done[k] for k in ("fit_seconds", "threads") if k in done}
+        return {**extra, "reused": str(out.relative_to(ROOT)), **evaluate(args, base, ckpt)}
+    return run_one(args, HEAD, VARIANTS[name][0], seed, out=out, extra=VARIANTS[name][1])
+
+
+def _paired(test: dict[int, float], ref: dict[int, float]) -> str:
+    shared = sorted(set(test) & set(ref))
+    return paired_delta([test[s] for s in shared], [ref[s] for s in shared]) if shared else "-"
+
+
+def confirm_report(confirm: dict[str, dict], ablation: dict[str, dict], tuning: dict[str, dict]) -> str:
+    """Test mIoU of the variant(s) chosen on val next to the ablation's CE and MS+CS, paired by seed."""
+    lines = [f"### {HEAD} + tf_efficientnet_lite0, test mIoU (%) of the variant chosen on val", "",
+             "| model | val mIoU (seeds) | test runs | test mean | std | test seeds | vs CE, paired by seed "
+             "| vs MS+CS, paired by seed |", "|---|---|---|---|---|---|---|---|"]
+    val = {n: [r["miou"] for r in tuning.values() if r["variant"] == n] for n in VARIANTS}
+    ref = {s: {r["seed"]: r["miou"] for r in ablation.values()
+               if r.get("head") == HEAD and r["setting"] == s and r["split"] == "test"} for s in ("ce", "mscs")}
+    names = ["ce", "mscs"] + sorted({r["variant"] for r in confirm.values()})
+    for name in names:
+        test = ({s: m for s, m in ref[name].items()} if name in ref else
+                {r["seed"]: r["miou"] for r in confirm.values() if r["variant"] == name})
+        if not test:
+            continue
+        seeds = sorted(test)
+        vals = [test[s] for s in seeds]
+        v = val[name]
+        vtxt = f"{statistics.mean(v):.2f} ({len(v)})" if v else "-"
+        std = f"{statistics.stdev(vals):.2f}" if len(vals) > 1 else "-"
+        label = LABELS.get(name, f"`{name}`: {VARIANTS[name][2]}")
+        vs = ["-" if name in ("ce", other) else _paired(test, ref[other]) for other in ("ce", "mscs")]
+        lines.append(f"| {label} | {vtxt} | {len(vals)} | {statistics.mean(vals):.2f} | {std} | "
+                     + ", ".join(f"{s}: {test[s]:.2f}" for s in seeds) + f" | {vs[0]} | {vs[1]} |")
+    lines += ["", "Every model is trained on `train`; the variant was chosen by its val mIoU (the study above) "
+              "before it was scored on test.", ""]
+    return "\n".join(lines)
 
 
 def report(results: dict[str, dict]) -> str:
@@ -103,7 +168,14 @@ def main() -> None:
     p.add_argument("--results", default=str(ROOT / "docs" / "results" / "camvid_tuning.jsonl"))
     p.add_argument("--report", action="store_true", help="print the table and exit")
     p.add_argument("--docs", default=None, help="also write the table into this Markdown file (between markers)")
+    p.add_argument("--confirm", default=None, choices=[n for n in VARIANTS if n not in ("ce", "mscs")],
+                   help="score this variant (chosen on val) on test for --seeds, after the study")
+    p.add_argument("--confirm-results", default=str(ROOT / "docs" / "results" / "camvid_tuning_test.jsonl"))
     args = p.parse_args()
+    if args.confirm or (args.report and Path(args.confirm_results).exists()):
+        confirm(args)
+        if args.confirm:
+            return
     args.eval_split = "val"
     results_path = Path(args.results)
     results = load_results(results_path)
@@ -126,6 +198,31 @@ def main() -> None:
     print(text)
     if args.docs:
         write_block(Path(args.docs), "TUNING", text)
+
+
+def confirm(args) -> None:
+    """``--confirm``: the chosen variant's final models on test (resumable, one JSON line per run)."""
+    args.eval_split = "test"
+    path = Path(args.confirm_results)
+    rows = load_results(path)
+    tuning = load_results(Path(args.results))
+    if args.confirm and not args.report:
+        for seed in args.seeds:
+            key = f"{HEAD}/{args.confirm}/seed{seed}/test"
+            if key in rows:
+                continue
+            print(f"[{time.strftime('%H:%M:%S')}] {key}: {VARIANTS[args.confirm][2]}", flush=True)
+            row = {"key": key, "variant": args.confirm, "seed": seed, "split": "test", "steps": args.steps,
+                   "crop": args.crop, "batch": args.batch, **confirm_variant(args, args.confirm, seed, tuning)}
+            rows[key] = row
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with open(path, "a") as f:
+                f.write(json.dumps(row) + "\n")
+            print(f"[{time.strftime('%H:%M:%S')}] {key}: test mIoU {row['miou']:.2f}", flush=True)
+    text = confirm_report(rows, load_results(Path(args.ablation_results)), tuning)
+    print(text)
+    if args.docs:
+        write_block(Path(args.docs), "CONFIRM", text)
 
 
 if __name__ == "__main__":
