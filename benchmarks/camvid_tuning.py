@@ -12,10 +12,11 @@ trained under ``--tuning-out`` otherwise.
 Each finished run is appended to ``--results`` (JSON lines) and skipped when the script is
 started again; an interrupted run resumes from its ``last.ckpt``.
 
-``--confirm NAME`` is the last step, taken once a variant has been chosen on val: it scores that
-variant's final models on **test** (training the seeds the study has not trained yet, in the same
-directories) and compares them, paired by seed, with the ablation's CE and MS+CS test scores. The
-val models are trained on ``train`` only, so scoring them on test picks nothing on test.
+``--confirm NAME`` is the last step, taken once one variant has been chosen on val: it scores that
+variant's study models on **test** (running the study first for seeds it lacks, so every test row
+has its val row) and compares them, paired by seed, with the ablation's CE and MS+CS test scores.
+The models are trained on ``train`` only and nothing is picked on test; only one variant may go to
+test.
 
     python benchmarks/camvid_tuning.py --data-root ../shared/data/camvid              # run what is missing
     python benchmarks/camvid_tuning.py --report                                        # tables only
@@ -50,6 +51,7 @@ VARIANTS: dict[str, tuple[str, list[str], str]] = {
     "mscs": ("mscs", [], "CE + MS + CS as in the ablation (weight 0.1, tau 0.1, caps 500/2000)"),
     "weight_0.03": ("mscs", ["--model.contrastive_weight", "0.03"], "loss weight 0.03"),
     "weight_0.3": ("mscs", ["--model.contrastive_weight", "0.3"], "loss weight 0.3"),
+    "weight_1.0": ("mscs", ["--model.contrastive_weight", "1.0"], "loss weight 1.0"),
     "tau_0.2": ("mscs", ["--model.temperature", "0.2", "--model.cross_scale_temperature", "0.2"],
                 "temperature 0.2 (within and cross scale)"),
     "warmup_250": ("mscs", ["--model.contrastive_warmup_steps", "250"],
@@ -64,35 +66,61 @@ VARIANTS: dict[str, tuple[str, list[str], str]] = {
 HEAD = "fpn"
 
 
+def same_recipe(row: dict | None, args) -> bool:
+    """Whether a result row was made with this invocation's steps, crops and batch size."""
+    return row is not None and (row["steps"], list(row["crop"]), row["batch"]) == (
+        args.steps, list(args.crop), args.batch)
+
+
+def study_dir(args, name: str, seed: int) -> Path:
+    return Path(args.tuning_out) / name / f"seed{seed}"
+
+
 def run_variant(args, name: str, seed: int, ablation: dict[str, dict]) -> dict:
     setting, extra, _ = VARIANTS[name]
     if not extra:  # the ablation's own run, if it is finished with this recipe: score it on val
         done = ablation.get(run_key(HEAD, setting, seed, "test"))
         out = run_dir(args, HEAD, setting, seed)
         ckpt = out / "checkpoints" / "last.ckpt"
-        same = done is not None and (done["steps"], list(done["crop"]), done["batch"]) == (
-            args.steps, list(args.crop), args.batch)
-        if same and ckpt.exists():
+        if same_recipe(done, args) and ckpt.exists():
             base = train_args(args, HEAD, setting, seed, out)
-            return {"fit_seconds": done["fit_seconds"], "reused": str(out.relative_to(ROOT)),
+            return {"fit_seconds": done["fit_seconds"], "reused": os.path.relpath(out, ROOT),
                     **evaluate(args, base, ckpt)}
     # otherwise train it here (never in the ablation's directory, which the ablation may be using)
-    return run_one(args, HEAD, setting, seed, out=Path(args.tuning_out) / name / f"seed{seed}", extra=extra)
+    return run_one(args, HEAD, setting, seed, out=study_dir(args, name, seed), extra=extra)
 
 
-def confirm_variant(args, name: str, seed: int, tuning: dict[str, dict]) -> dict:
-    """Test scores of ``name``'s final model for ``seed``: the study's model if it is finished with
-    this recipe, else trained here (in the study's directory for that variant and seed)."""
-    out = Path(args.tuning_out) / name / f"seed{seed}"
+def study_run(args, name: str, seed: int, results: dict[str, dict], path: Path) -> dict:
+    """Train (or reuse) one variant and seed, score it on val, append the row to ``path``."""
+    key = f"{HEAD}/{name}/seed{seed}/val"
+    ablation = load_results(Path(args.ablation_results))
+    print(f"[{time.strftime('%H:%M:%S')}] {key}: {VARIANTS[name][2]}", flush=True)
+    args.eval_split = "val"
+    row = {"key": key, "variant": name, "seed": seed, "split": "val", "steps": args.steps,
+           "crop": args.crop, "batch": args.batch, **run_variant(args, name, seed, ablation)}
+    _append(path, results, row)
+    print(f"[{time.strftime('%H:%M:%S')}] {key}: val mIoU {row['miou']:.2f}", flush=True)
+    return row
+
+
+def confirm_variant(args, name: str, seed: int, study: dict) -> dict:
+    """Test scores of the study's final model of ``name`` for ``seed`` (``study`` is its val row)."""
+    out = study_dir(args, name, seed)
     ckpt = out / "checkpoints" / "last.ckpt"
-    done = tuning.get(f"{HEAD}/{name}/seed{seed}/val")
-    same = done is not None and (done["steps"], list(done["crop"]), done["batch"]) == (
-        args.steps, list(args.crop), args.batch)
-    if same and ckpt.exists():
-        base = train_args(args, HEAD, VARIANTS[name][0], seed, out, VARIANTS[name][1])
-        extra = {k: done[k] for k in ("fit_seconds", "threads") if k in done}
-        return {**extra, "reused": str(out.relative_to(ROOT)), **evaluate(args, base, ckpt)}
-    return run_one(args, HEAD, VARIANTS[name][0], seed, out=out, extra=VARIANTS[name][1])
+    if not same_recipe(study, args) or not ckpt.exists():
+        raise SystemExit(f"{out}: no finished study run of {name} seed {seed} with steps {args.steps}, "
+                         f"crop {args.crop}, batch {args.batch} (its val row: {study and study['key']})")
+    args.eval_split = "test"
+    base = train_args(args, HEAD, VARIANTS[name][0], seed, out, VARIANTS[name][1])
+    kept = {k: study[k] for k in ("fit_seconds", "threads") if k in study}
+    return {**kept, "reused": os.path.relpath(out, ROOT), **evaluate(args, base, ckpt)}
+
+
+def _append(path: Path, rows: dict[str, dict], row: dict) -> None:
+    rows[row["key"]] = row
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as f:
+        f.write(json.dumps(row) + "\n")
 
 
 def _paired(test: dict[int, float], ref: dict[int, float]) -> str:
@@ -101,30 +129,48 @@ def _paired(test: dict[int, float], ref: dict[int, float]) -> str:
 
 
 def confirm_report(confirm: dict[str, dict], ablation: dict[str, dict], tuning: dict[str, dict]) -> str:
-    """Test mIoU of the variant(s) chosen on val next to the ablation's CE and MS+CS, paired by seed."""
+    """Test mIoU of the variant chosen on val next to the ablation's CE and MS+CS, paired by seed.
+
+    All rows must share one recipe (steps, crop, batch); ablation rows of other heads or splits are ignored.
+    """
     lines = [f"### {HEAD} + tf_efficientnet_lite0, test mIoU (%) of the variant chosen on val", "",
              "| model | val mIoU (seeds) | test runs | test mean | std | test seeds | vs CE, paired by seed "
              "| vs MS+CS, paired by seed |", "|---|---|---|---|---|---|---|---|"]
-    val = {n: [r["miou"] for r in tuning.values() if r["variant"] == n] for n in VARIANTS}
+    if not confirm:
+        return "\n".join(lines + ["", "(no variant scored on test yet)", ""])
+    recipes = {(r["steps"], tuple(r["crop"]), r["batch"]) for r in confirm.values()}
+    if len(recipes) > 1:
+        raise SystemExit(f"test rows of several recipes (steps, crop, batch): {sorted(recipes)}")
+    recipe = recipes.pop()
+
+    def of_recipe(r: dict) -> bool:
+        return (r["steps"], tuple(r["crop"]), r["batch"]) == recipe
+
+    val = {}
+    for r in tuning.values():
+        if r.get("split") == "val" and of_recipe(r):
+            val.setdefault(r["variant"], []).append(r["miou"])
     ref = {s: {r["seed"]: r["miou"] for r in ablation.values()
-               if r.get("head") == HEAD and r["setting"] == s and r["split"] == "test"} for s in ("ce", "mscs")}
+               if r.get("head") == HEAD and r["setting"] == s and r["split"] == "test" and of_recipe(r)}
+           for s in ("ce", "mscs")}
     names = ["ce", "mscs"] + sorted({r["variant"] for r in confirm.values()})
     for name in names:
-        test = ({s: m for s, m in ref[name].items()} if name in ref else
-                {r["seed"]: r["miou"] for r in confirm.values() if r["variant"] == name})
+        test = dict(ref[name]) if name in ref else {
+            r["seed"]: r["miou"] for r in confirm.values() if r["variant"] == name}
         if not test:
             continue
         seeds = sorted(test)
         vals = [test[s] for s in seeds]
-        v = val[name]
+        v = val.get(name, [])
         vtxt = f"{statistics.mean(v):.2f} ({len(v)})" if v else "-"
         std = f"{statistics.stdev(vals):.2f}" if len(vals) > 1 else "-"
-        label = LABELS.get(name, f"`{name}`: {VARIANTS[name][2]}")
+        label = LABELS.get(name) or f"`{name}`: {VARIANTS[name][2] if name in VARIANTS else '?'}"
         vs = ["-" if name in ("ce", other) else _paired(test, ref[other]) for other in ("ce", "mscs")]
         lines.append(f"| {label} | {vtxt} | {len(vals)} | {statistics.mean(vals):.2f} | {std} | "
                      + ", ".join(f"{s}: {test[s]:.2f}" for s in seeds) + f" | {vs[0]} | {vs[1]} |")
-    lines += ["", "Every model is trained on `train`; the variant was chosen by its val mIoU (the study above) "
-              "before it was scored on test.", ""]
+    lines += ["", "Every model is trained on `train` only. The variant was chosen as the best of the study's variants "
+              "on val before it was scored on test, so its val mean is biased upwards by that choice; the p-values "
+              "are not corrected for the number of variants tried.", ""]
     return "\n".join(lines)
 
 
@@ -137,7 +183,7 @@ def report(results: dict[str, dict]) -> str:
         if not seeds or name == ref:
             return "-"
         diffs = [by_seed[name][s] - by_seed[ref][s] for s in seeds]
-        return f"{statistics.mean(diffs):+.2f}"
+        return f"{statistics.mean(diffs):+.2f} ({sum(d > 0 for d in diffs)}/{len(diffs)})"
 
     lines = [f"### {HEAD} + tf_efficientnet_lite0, val mIoU (%), one change at a time", "",
              "| variant | change | runs | mean | std | seeds | vs CE | vs MS+CS |", "|---|---|---|---|---|---|---|---|"]
@@ -149,8 +195,34 @@ def report(results: dict[str, dict]) -> str:
         seeds = ", ".join(f"{r['seed']}: {r['miou']:.2f}" for r in rs)
         lines.append(f"| `{name}` | {VARIANTS[name][2]} | {len(vals)} | {statistics.mean(vals):.2f} | {std} | "
                      f"{seeds} | {delta(name, 'ce')} | {delta(name, 'mscs')} |")
-    lines += ["", "Differences are means over the seeds both rows share (paired by seed).", ""]
+    lines += ["", "Differences are means over the seeds both rows share (paired by seed), with the number of "
+              "those seeds on which the variant is higher.", ""]
     return "\n".join(lines)
+
+
+def confirm(args, tuning: dict[str, dict], tuning_path: Path, rows: dict[str, dict], path: Path) -> None:
+    """``--confirm``: score the chosen variant's study models on test (one JSON line per run, resumable).
+
+    Seeds the study has not run yet are run (and scored on val) first, so that every test row has its
+    val row. Only one variant may go to test: scoring several and keeping the best would choose on test.
+    """
+    name = args.confirm
+    if not any(r["variant"] == name for r in tuning.values()):
+        raise SystemExit(f"--confirm {name}: the study has no val run of it; choose the variant on val first")
+    others = sorted({r["variant"] for r in rows.values()} - {name})
+    if others:
+        raise SystemExit(f"{path} already holds test runs of {others}: only the one variant chosen on val goes to "
+                         "test (delete that file to start over)")
+    for seed in args.seeds:
+        key = f"{HEAD}/{name}/seed{seed}/test"
+        if key in rows:
+            continue
+        study = tuning.get(f"{HEAD}/{name}/seed{seed}/val") or study_run(args, name, seed, tuning, tuning_path)
+        print(f"[{time.strftime('%H:%M:%S')}] {key}: {VARIANTS[name][2]}", flush=True)
+        row = {"key": key, "variant": name, "seed": seed, "split": "test", "steps": args.steps,
+               "crop": args.crop, "batch": args.batch, **confirm_variant(args, name, seed, study)}
+        _append(path, rows, row)
+        print(f"[{time.strftime('%H:%M:%S')}] {key}: test mIoU {row['miou']:.2f}", flush=True)
 
 
 def main() -> None:
@@ -166,63 +238,28 @@ def main() -> None:
     p.add_argument("--tuning-out", default=str(ROOT / "runs" / "tuning"))
     p.add_argument("--ablation-results", default=str(ROOT / "docs" / "results" / "camvid_ablation.jsonl"))
     p.add_argument("--results", default=str(ROOT / "docs" / "results" / "camvid_tuning.jsonl"))
-    p.add_argument("--report", action="store_true", help="print the table and exit")
-    p.add_argument("--docs", default=None, help="also write the table into this Markdown file (between markers)")
+    p.add_argument("--report", action="store_true", help="print the tables and exit")
+    p.add_argument("--docs", default=None, help="also write the tables into this Markdown file (between markers)")
     p.add_argument("--confirm", default=None, choices=[n for n in VARIANTS if n not in ("ce", "mscs")],
-                   help="score this variant (chosen on val) on test for --seeds, after the study")
+                   help="score this variant (chosen on val) on test for --seeds, instead of running the study")
     p.add_argument("--confirm-results", default=str(ROOT / "docs" / "results" / "camvid_tuning_test.jsonl"))
     args = p.parse_args()
-    if args.confirm or (args.report and Path(args.confirm_results).exists()):
-        confirm(args)
-        if args.confirm:
-            return
-    args.eval_split = "val"
-    results_path = Path(args.results)
-    results = load_results(results_path)
-    if not args.report:
+    results_path, confirm_path = Path(args.results), Path(args.confirm_results)
+    results, confirmed = load_results(results_path), load_results(confirm_path)
+    if args.confirm and not args.report:
+        confirm(args, results, results_path, confirmed, confirm_path)
+    elif not args.report:
         for seed in args.seeds:
             for name in args.variants:
-                key = f"{HEAD}/{name}/seed{seed}/val"
-                if key in results:
-                    continue
-                ablation = load_results(Path(args.ablation_results))
-                print(f"[{time.strftime('%H:%M:%S')}] {key}: {VARIANTS[name][2]}", flush=True)
-                row = {"key": key, "variant": name, "seed": seed, "split": "val", "steps": args.steps,
-                       "crop": args.crop, "batch": args.batch, **run_variant(args, name, seed, ablation)}
-                results[key] = row
-                results_path.parent.mkdir(parents=True, exist_ok=True)
-                with open(results_path, "a") as f:
-                    f.write(json.dumps(row) + "\n")
-                print(f"[{time.strftime('%H:%M:%S')}] {key}: val mIoU {row['miou']:.2f}", flush=True)
-    text = report(results)
-    print(text)
-    if args.docs:
-        write_block(Path(args.docs), "TUNING", text)
-
-
-def confirm(args) -> None:
-    """``--confirm``: the chosen variant's final models on test (resumable, one JSON line per run)."""
-    args.eval_split = "test"
-    path = Path(args.confirm_results)
-    rows = load_results(path)
-    tuning = load_results(Path(args.results))
-    if args.confirm and not args.report:
-        for seed in args.seeds:
-            key = f"{HEAD}/{args.confirm}/seed{seed}/test"
-            if key in rows:
-                continue
-            print(f"[{time.strftime('%H:%M:%S')}] {key}: {VARIANTS[args.confirm][2]}", flush=True)
-            row = {"key": key, "variant": args.confirm, "seed": seed, "split": "test", "steps": args.steps,
-                   "crop": args.crop, "batch": args.batch, **confirm_variant(args, args.confirm, seed, tuning)}
-            rows[key] = row
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with open(path, "a") as f:
-                f.write(json.dumps(row) + "\n")
-            print(f"[{time.strftime('%H:%M:%S')}] {key}: test mIoU {row['miou']:.2f}", flush=True)
-    text = confirm_report(rows, load_results(Path(args.ablation_results)), tuning)
-    print(text)
-    if args.docs:
-        write_block(Path(args.docs), "CONFIRM", text)
+                if f"{HEAD}/{name}/seed{seed}/val" not in results:
+                    study_run(args, name, seed, results, results_path)
+    tables = {"TUNING": report(results)}
+    if confirmed:
+        tables["CONFIRM"] = confirm_report(confirmed, load_results(Path(args.ablation_results)), results)
+    for name, text in tables.items():
+        print(text)
+        if args.docs:
+            write_block(Path(args.docs), name, text)
 
 
 if __name__ == "__main__":

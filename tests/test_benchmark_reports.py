@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -47,22 +48,53 @@ def test_ablation_report_uses_only_shared_seeds_and_means_per_class():
     assert per_class == "| CE + MS + CS | 66.0 | 64.0 |"  # (52+55+91)/3 and (50+53+89)/3
 
 
-def test_confirm_report_compares_chosen_variant_with_ablation_on_test():
-    ab = [_ablation_row("ce", s, 50.0 + s) for s in range(3)] + [
-        _ablation_row("mscs", s, m) for s, m in enumerate([50.5, 51.7, 52.4])]
-    val = [{"key": f"fpn/weight_0.3/seed{s}/val", "variant": "weight_0.3", "seed": s, "miou": 55.0 + s}
-           for s in range(2)]
-    chosen = [{"key": f"fpn/weight_0.3/seed{s}/test", "variant": "weight_0.3", "seed": s, "miou": m}
-              for s, m in enumerate([51.0, 52.5, 53.0])]
-    text = tuning.confirm_report({r["key"]: r for r in chosen}, {r["key"]: r for r in ab},
-                                 {r["key"]: r for r in val})
+def _rows(rows: list[dict]) -> dict[str, dict]:
+    return {r["key"]: r for r in rows}
+
+
+def _tuning_row(variant: str, seed: int, miou: float, split: str = "val", steps: int = 500) -> dict:
+    return {"key": f"fpn/{variant}/seed{seed}/{split}", "variant": variant, "seed": seed, "split": split,
+            "miou": miou, "steps": steps, "crop": [256, 256], "batch": 8}
+
+
+def test_confirm_report_pairs_by_seed_number_and_ignores_other_heads_splits_recipes():
+    recipe = {"steps": 500, "crop": [256, 256], "batch": 8}
+    ab = [_ablation_row("ce", s, m) for s, m in [(2, 52.0), (0, 50.0), (1, 51.0), (3, 49.0)]]
+    ab += [_ablation_row("mscs", s, m) for s, m in [(1, 51.7), (0, 50.5), (2, 52.4)]]
+    # same seeds, but another head, another split or another recipe: must not be paired with
+    ab += [_ablation_row("ce", 0, 10.0, head="deeplabv3"), _ablation_row("mscs", 1, 10.0, head="deeplabv3"),
+           {**_ablation_row("ce", 1, 10.0), "key": "fpn/ce/seed1/val", "split": "val"},
+           {**_ablation_row("ce", 4, 10.0), "steps": 1000}]
+    ab = [{**recipe, **r} for r in ab]
+    val = [_tuning_row("weight_0.3", s, 55.0 + s) for s in range(2)] + [_tuning_row("weight_0.3", 2, 0.0, steps=9)]
+    # seed 4 has no CE or MS+CS partner; seeds listed out of order
+    chosen = [_tuning_row("weight_0.3", s, m, split="test") for s, m in [(2, 53.0), (4, 70.0), (0, 51.0), (1, 52.5)]]
+    text = tuning.confirm_report(_rows(chosen), _rows(ab), _rows(val))
     line = next(line for line in text.splitlines() if "`weight_0.3`" in line)
     cells = [c.strip() for c in line.strip("|").split("|")]
-    assert cells[1:5] == ["55.50 (2)", "3", "52.17", "1.04"]
-    assert cells[6].startswith("+1.17 ± 0.29, better on 3/3")  # vs CE 50, 51, 52
+    assert cells[1:4] == ["55.50 (2)", "4", "56.62"]
+    assert cells[5] == "0: 51.00, 1: 52.50, 2: 53.00, 4: 70.00"
+    assert cells[6].startswith("+1.17 ± 0.29, better on 3/3")  # vs CE 50, 51, 52 on seeds 0-2
     assert cells[7].startswith("+0.63 ± 0.15, better on 3/3")  # vs MS+CS 50.5, 51.7, 52.4
     ce_cells = [c.strip() for c in next(x for x in text.splitlines() if x.startswith("| CE |")).strip("|").split("|")]
-    assert ce_cells[6:] == ["-", "-"]
+    assert ce_cells[2:4] == ["4", "50.50"] and ce_cells[6:] == ["-", "-"]
+
+
+def test_confirm_refuses_a_variant_not_studied_on_val_or_a_second_variant(tmp_path):
+    args = SimpleNamespace(confirm="weight_0.3", seeds=[0])
+    with pytest.raises(SystemExit, match="no val run"):
+        tuning.confirm(args, {}, tmp_path / "tuning.jsonl", {}, tmp_path / "test.jsonl")
+    studied = _rows([_tuning_row("weight_0.3", 0, 55.0)])
+    other = _rows([_tuning_row("tau_0.2", 0, 50.0, split="test")])
+    with pytest.raises(SystemExit, match="tau_0.2"):
+        tuning.confirm(args, studied, tmp_path / "tuning.jsonl", other, tmp_path / "test.jsonl")
+
+
+def test_tuning_report_counts_seeds_where_the_variant_is_higher():
+    rows = [_tuning_row("ce", s, m) for s, m in enumerate([50.0, 52.0, 51.0])]
+    rows += [_tuning_row("weight_0.3", s, m) for s, m in [(2, 50.0), (0, 51.0), (1, 53.0)]]
+    line = next(x for x in tuning.report(_rows(rows)).splitlines() if x.startswith("| `weight_0.3`"))
+    assert line.endswith("| 0: 51.00, 1: 53.00, 2: 50.00 | +0.33 (2/3) | - |")
 
 
 def test_write_block_replaces_only_between_markers(tmp_path):
