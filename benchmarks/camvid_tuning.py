@@ -15,8 +15,9 @@ started again; an interrupted run resumes from its ``last.ckpt``.
 ``--confirm NAME`` is the last step, taken once one variant has been chosen on val: it scores that
 variant's study models on **test** (running the study first for seeds it lacks, so every test row
 has its val row) and compares them, paired by seed, with the ablation's CE and MS+CS test scores.
-The models are trained on ``train`` only and nothing is picked on test; only one variant may go to
-test.
+The models are trained on ``train`` only and nothing is picked on test. Only one variant goes to test,
+unless a later round of the study chose another one on val (``--next-round``); every variant on test
+is reported, in the order it was chosen.
 
     python benchmarks/camvid_tuning.py --data-root ../shared/data/camvid              # run what is missing
     python benchmarks/camvid_tuning.py --report                                        # tables only
@@ -153,7 +154,8 @@ def confirm_report(confirm: dict[str, dict], ablation: dict[str, dict], tuning: 
     ref = {s: {r["seed"]: r["miou"] for r in ablation.values()
                if r.get("head") == HEAD and r["setting"] == s and r["split"] == "test" and of_recipe(r)}
            for s in ("ce", "mscs")}
-    names = ["ce", "mscs"] + sorted({r["variant"] for r in confirm.values()})
+    chosen = list(dict.fromkeys(r["variant"] for r in confirm.values()))  # in the order they went to test
+    names = ["ce", "mscs"] + chosen
     for name in names:
         test = dict(ref[name]) if name in ref else {
             r["seed"]: r["miou"] for r in confirm.values() if r["variant"] == name}
@@ -165,12 +167,17 @@ def confirm_report(confirm: dict[str, dict], ablation: dict[str, dict], tuning: 
         vtxt = f"{statistics.mean(v):.2f} ({len(v)})" if v else "-"
         std = f"{statistics.stdev(vals):.2f}" if len(vals) > 1 else "-"
         label = LABELS.get(name) or f"`{name}`: {VARIANTS[name][2] if name in VARIANTS else '?'}"
+        if name in chosen and len(chosen) > 1:
+            label += f" (round {chosen.index(name) + 1})"
         vs = ["-" if name in ("ce", other) else _paired(test, ref[other]) for other in ("ce", "mscs")]
         lines.append(f"| {label} | {vtxt} | {len(vals)} | {statistics.mean(vals):.2f} | {std} | "
                      + ", ".join(f"{s}: {test[s]:.2f}" for s in seeds) + f" | {vs[0]} | {vs[1]} |")
-    lines += ["", "Every model is trained on `train` only. The variant was chosen as the best of the study's variants "
+    lines += ["", "Every model is trained on `train` only. Each variant was chosen as the best of the study's variants "
               "on val before it was scored on test, so its val mean is biased upwards by that choice; the p-values "
-              "are not corrected for the number of variants tried.", ""]
+              "are not corrected for the number of variants tried."]
+    if len(chosen) > 1:
+        lines.append("Round k was chosen on val after the test scores of rounds 1..k-1 were known.")
+    lines.append("")
     return "\n".join(lines)
 
 
@@ -209,17 +216,20 @@ def confirm(args, tuning: dict[str, dict], tuning_path: Path, rows: dict[str, di
     name = args.confirm
     if not any(r["variant"] == name for r in tuning.values()):
         raise SystemExit(f"--confirm {name}: the study has no val run of it; choose the variant on val first")
-    others = sorted({r["variant"] for r in rows.values()} - {name})
-    if others:
-        raise SystemExit(f"{path} already holds test runs of {others}: only the one variant chosen on val goes to "
-                         "test (delete that file to start over)")
+    order = list(dict.fromkeys(r["variant"] for r in rows.values()))  # variants in the order they went to test
+    others = [v for v in order if v != name]
+    if others and name not in order and not args.next_round:
+        raise SystemExit(f"{path} already holds test runs of {others}: only the variant chosen on val goes to test. "
+                         "If the study has since chosen another one on val, pass --next-round (both are reported, "
+                         "in the order they were chosen)")
+    round_ = order.index(name) + 1 if name in order else len(order) + 1
     for seed in args.seeds:
         key = f"{HEAD}/{name}/seed{seed}/test"
         if key in rows:
             continue
         study = tuning.get(f"{HEAD}/{name}/seed{seed}/val") or study_run(args, name, seed, tuning, tuning_path)
         print(f"[{time.strftime('%H:%M:%S')}] {key}: {VARIANTS[name][2]}", flush=True)
-        row = {"key": key, "variant": name, "seed": seed, "split": "test", "steps": args.steps,
+        row = {"key": key, "variant": name, "round": round_, "seed": seed, "split": "test", "steps": args.steps,
                "crop": args.crop, "batch": args.batch, **confirm_variant(args, name, seed, study)}
         _append(path, rows, row)
         print(f"[{time.strftime('%H:%M:%S')}] {key}: test mIoU {row['miou']:.2f}", flush=True)
@@ -242,6 +252,8 @@ def main() -> None:
     p.add_argument("--docs", default=None, help="also write the tables into this Markdown file (between markers)")
     p.add_argument("--confirm", default=None, choices=[n for n in VARIANTS if n not in ("ce", "mscs")],
                    help="score this variant (chosen on val) on test for --seeds, instead of running the study")
+    p.add_argument("--next-round", action="store_true",
+                   help="allow --confirm of a variant when another one is already on test (a later val choice)")
     p.add_argument("--confirm-results", default=str(ROOT / "docs" / "results" / "camvid_tuning_test.jsonl"))
     args = p.parse_args()
     results_path, confirm_path = Path(args.results), Path(args.confirm_results)

@@ -81,13 +81,28 @@ def test_confirm_report_pairs_by_seed_number_and_ignores_other_heads_splits_reci
 
 
 def test_confirm_refuses_a_variant_not_studied_on_val_or_a_second_variant(tmp_path):
-    args = SimpleNamespace(confirm="weight_0.3", seeds=[0])
+    args = SimpleNamespace(confirm="weight_0.3", seeds=[0], next_round=False, steps=500, crop=[256, 256], batch=8,
+                           tuning_out=str(tmp_path / "runs"))
     with pytest.raises(SystemExit, match="no val run"):
         tuning.confirm(args, {}, tmp_path / "tuning.jsonl", {}, tmp_path / "test.jsonl")
     studied = _rows([_tuning_row("weight_0.3", 0, 55.0)])
     other = _rows([_tuning_row("tau_0.2", 0, 50.0, split="test")])
-    with pytest.raises(SystemExit, match="tau_0.2"):
+    with pytest.raises(SystemExit, match="tau_0.2.*--next-round"):
         tuning.confirm(args, studied, tmp_path / "tuning.jsonl", other, tmp_path / "test.jsonl")
+    # a later round is allowed on request; it then needs the study's finished model (none here)
+    args.next_round = True
+    with pytest.raises(SystemExit, match="no finished study run of weight_0.3 seed 0"):
+        tuning.confirm(args, studied, tmp_path / "tuning.jsonl", other, tmp_path / "test.jsonl")
+    assert not (tmp_path / "test.jsonl").exists()
+
+
+def test_confirm_report_labels_rounds_in_the_order_they_went_to_test():
+    chosen = [_tuning_row("weight_1.0", 0, 52.0, split="test"), _tuning_row("weight_0.3", 0, 51.0, split="test")]
+    text = tuning.confirm_report(_rows(chosen), {}, {})
+    assert "`weight_1.0`: loss weight 1.0 (round 1)" in text and "`weight_0.3`: loss weight 0.3 (round 2)" in text
+    assert "Round k was chosen on val after" in text
+    single = tuning.confirm_report(_rows(chosen[:1]), {}, {})
+    assert "round" not in single.split("Every model")[0] and "Round k" not in single
 
 
 def test_tuning_report_counts_seeds_where_the_variant_is_higher():
