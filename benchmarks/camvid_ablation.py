@@ -40,6 +40,14 @@ def load_results(path: Path) -> dict[str, dict]:
     return {r["key"]: r for r in rows}
 
 
+def append_result(path: Path, results: dict[str, dict], row: dict) -> None:
+    """Record a finished run: in ``results`` and as one more JSON line of ``path``."""
+    results[row["key"]] = row
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as f:
+        f.write(json.dumps(row) + "\n")
+
+
 def train_args(args, head: str, setting: str, seed: int, out: Path, extra: Sequence[str] = ()) -> list[str]:
     cfg = ROOT / "configs" / "camvid" / f"fpn_lite0_{setting}.yaml"
     return [
@@ -110,6 +118,12 @@ def paired_delta(values: list[float], baseline: list[float]) -> str:
             f"p = {p:.2f}")
 
 
+def paired_by_seed(values: dict[int, float], baseline: dict[int, float]) -> str:
+    """:func:`paired_delta` over the seeds both ``{seed: score}`` maps have."""
+    shared = sorted(set(values) & set(baseline))
+    return paired_delta([values[s] for s in shared], [baseline[s] for s in shared])
+
+
 def report(results: dict[str, dict], split: str) -> str:
     lines = []
     heads = sorted({r["head"] for r in results.values()})
@@ -128,8 +142,7 @@ def report(results: dict[str, dict], split: str) -> str:
             vals = [r["miou"] for r in rs]
             std = statistics.stdev(vals) if len(vals) > 1 else float("nan")
             seeds = ", ".join(f"{r['seed']}: {r['miou']:.2f}" for r in rs)
-            shared = [r for r in rs if r["seed"] in ce]
-            paired = paired_delta([r["miou"] for r in shared], [ce[r["seed"]] for r in shared])
+            paired = paired_by_seed({r["seed"]: r["miou"] for r in rs}, ce)
             lines.append(f"| {LABELS[s]} | {len(vals)} | {statistics.mean(vals):.2f} | {std:.2f} | {seeds} | "
                          f"{paired if s != 'ce' else '-'} |")
         classes = next(iter(r["iou"] for rs in rows.values() for r in rs))
@@ -185,10 +198,7 @@ def main() -> None:
                     row = {"key": key, "head": head, "setting": setting, "seed": seed, "split": args.eval_split,
                            "steps": args.steps, "crop": args.crop, "batch": args.batch,
                            **run_one(args, head, setting, seed)}
-                    results[key] = row
-                    results_path.parent.mkdir(parents=True, exist_ok=True)
-                    with open(results_path, "a") as f:
-                        f.write(json.dumps(row) + "\n")
+                    append_result(results_path, results, row)
                     print(f"[{time.strftime('%H:%M:%S')}] {key}: mIoU {row['miou']:.2f} "
                           f"({row['fit_seconds'] / 60:.1f} min)", flush=True)
     text = report(results, args.eval_split)

@@ -27,7 +27,6 @@ is reported, in the order it was chosen.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import time
@@ -36,9 +35,10 @@ from pathlib import Path
 from camvid_ablation import (
     LABELS,
     ROOT,
+    append_result,
     evaluate,
     load_results,
-    paired_delta,
+    paired_by_seed,
     run_dir,
     run_key,
     run_one,
@@ -67,10 +67,20 @@ VARIANTS: dict[str, tuple[str, list[str], str]] = {
 HEAD = "fpn"
 
 
+def recipe(r) -> tuple:
+    """(steps, crop, batch) of a result row or of the parsed arguments."""
+    r = r if isinstance(r, dict) else vars(r)
+    return r["steps"], tuple(r["crop"]), r["batch"]
+
+
 def same_recipe(row: dict | None, args) -> bool:
     """Whether a result row was made with this invocation's steps, crops and batch size."""
-    return row is not None and (row["steps"], list(row["crop"]), row["batch"]) == (
-        args.steps, list(args.crop), args.batch)
+    return row is not None and recipe(row) == recipe(args)
+
+
+def confirm_order(rows: dict[str, dict]) -> list[str]:
+    """The variants that have test rows, in the order they went to test."""
+    return list(dict.fromkeys(r["variant"] for r in rows.values()))
 
 
 def study_dir(args, name: str, seed: int) -> Path:
@@ -99,7 +109,7 @@ def study_run(args, name: str, seed: int, results: dict[str, dict], path: Path) 
     args.eval_split = "val"
     row = {"key": key, "variant": name, "seed": seed, "split": "val", "steps": args.steps,
            "crop": args.crop, "batch": args.batch, **run_variant(args, name, seed, ablation)}
-    _append(path, results, row)
+    append_result(path, results, row)
     print(f"[{time.strftime('%H:%M:%S')}] {key}: val mIoU {row['miou']:.2f}", flush=True)
     return row
 
@@ -117,18 +127,6 @@ def confirm_variant(args, name: str, seed: int, study: dict) -> dict:
     return {**kept, "reused": os.path.relpath(out, ROOT), **evaluate(args, base, ckpt)}
 
 
-def _append(path: Path, rows: dict[str, dict], row: dict) -> None:
-    rows[row["key"]] = row
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a") as f:
-        f.write(json.dumps(row) + "\n")
-
-
-def _paired(test: dict[int, float], ref: dict[int, float]) -> str:
-    shared = sorted(set(test) & set(ref))
-    return paired_delta([test[s] for s in shared], [ref[s] for s in shared]) if shared else "-"
-
-
 def confirm_report(confirm: dict[str, dict], ablation: dict[str, dict], tuning: dict[str, dict]) -> str:
     """Test mIoU of the variant chosen on val next to the ablation's CE and MS+CS, paired by seed.
 
@@ -139,22 +137,18 @@ def confirm_report(confirm: dict[str, dict], ablation: dict[str, dict], tuning: 
              "| vs MS+CS, paired by seed |", "|---|---|---|---|---|---|---|---|"]
     if not confirm:
         return "\n".join(lines + ["", "(no variant scored on test yet)", ""])
-    recipes = {(r["steps"], tuple(r["crop"]), r["batch"]) for r in confirm.values()}
+    recipes = {recipe(r) for r in confirm.values()}
     if len(recipes) > 1:
         raise SystemExit(f"test rows of several recipes (steps, crop, batch): {sorted(recipes)}")
-    recipe = recipes.pop()
-
-    def of_recipe(r: dict) -> bool:
-        return (r["steps"], tuple(r["crop"]), r["batch"]) == recipe
-
+    used = recipes.pop()
     val = {}
     for r in tuning.values():
-        if r.get("split") == "val" and of_recipe(r):
+        if r.get("split") == "val" and recipe(r) == used:
             val.setdefault(r["variant"], []).append(r["miou"])
     ref = {s: {r["seed"]: r["miou"] for r in ablation.values()
-               if r.get("head") == HEAD and r["setting"] == s and r["split"] == "test" and of_recipe(r)}
+               if r.get("head") == HEAD and r["setting"] == s and r["split"] == "test" and recipe(r) == used}
            for s in ("ce", "mscs")}
-    chosen = list(dict.fromkeys(r["variant"] for r in confirm.values()))  # in the order they went to test
+    chosen = confirm_order(confirm)
     names = ["ce", "mscs"] + chosen
     for name in names:
         test = dict(ref[name]) if name in ref else {
@@ -169,7 +163,7 @@ def confirm_report(confirm: dict[str, dict], ablation: dict[str, dict], tuning: 
         label = LABELS.get(name) or f"`{name}`: {VARIANTS[name][2] if name in VARIANTS else '?'}"
         if name in chosen and len(chosen) > 1:
             label += f" (round {chosen.index(name) + 1})"
-        vs = ["-" if name in ("ce", other) else _paired(test, ref[other]) for other in ("ce", "mscs")]
+        vs = ["-" if name in ("ce", other) else paired_by_seed(test, ref[other]) for other in ("ce", "mscs")]
         lines.append(f"| {label} | {vtxt} | {len(vals)} | {statistics.mean(vals):.2f} | {std} | "
                      + ", ".join(f"{s}: {test[s]:.2f}" for s in seeds) + f" | {vs[0]} | {vs[1]} |")
     lines += ["", "Every model is trained on `train` only. Each variant was chosen as the best of the study's variants "
@@ -216,7 +210,7 @@ def confirm(args, tuning: dict[str, dict], tuning_path: Path, rows: dict[str, di
     name = args.confirm
     if not any(r["variant"] == name for r in tuning.values()):
         raise SystemExit(f"--confirm {name}: the study has no val run of it; choose the variant on val first")
-    order = list(dict.fromkeys(r["variant"] for r in rows.values()))  # variants in the order they went to test
+    order = confirm_order(rows)
     others = [v for v in order if v != name]
     if others and name not in order and not args.next_round:
         raise SystemExit(f"{path} already holds test runs of {others}: only the variant chosen on val goes to test. "
@@ -231,7 +225,7 @@ def confirm(args, tuning: dict[str, dict], tuning_path: Path, rows: dict[str, di
         print(f"[{time.strftime('%H:%M:%S')}] {key}: {VARIANTS[name][2]}", flush=True)
         row = {"key": key, "variant": name, "round": round_, "seed": seed, "split": "test", "steps": args.steps,
                "crop": args.crop, "batch": args.batch, **confirm_variant(args, name, seed, study)}
-        _append(path, rows, row)
+        append_result(path, rows, row)
         print(f"[{time.strftime('%H:%M:%S')}] {key}: test mIoU {row['miou']:.2f}", flush=True)
 
 
