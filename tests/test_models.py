@@ -35,7 +35,6 @@ CASES = [
 def build(head: str, backbone: str, opts: dict, **kw) -> nn.Module:
     if backbone.startswith("swin"):
         kw["backbone_kwargs"] = TINY_SWIN
-    kw.setdefault("embed_dim", EMBED)
     torch.manual_seed(0)
     return create_model(head, backbone, K, **opts, **kw)
 
@@ -60,9 +59,10 @@ def test_list_heads():
 
 @pytest.mark.parametrize(("head", "backbone", "opts", "has_aux", "n_scales"), CASES, ids=lambda v: v)
 def test_head_train_backward_eval(head, backbone, opts, has_aux, n_scales):
-    from scalecontrast.losses import MultiScaleContrastiveLoss
+    from scalecontrast.losses import ContrastiveHead
 
     model = build(head, backbone, opts).train()
+    assert not any("projector" in name for name, _ in model.named_parameters())  # the head owns them
     x = torch.randn(2, 3, 64, 96)
     y = blocky_labels(2, 64, 96)
     out = model(x)
@@ -71,38 +71,33 @@ def test_head_train_backward_eval(head, backbone, opts, has_aux, n_scales):
     assert (out.aux_logits is not None) == has_aux
     if has_aux:
         assert out.aux_logits.shape == (2, K, 64, 96)
-    assert len(out.embeddings) == n_scales == model.num_scales
-    areas = [e.shape[-2] * e.shape[-1] for e in out.embeddings]
+    assert len(out.features) == n_scales == len(model.feature_channels)
+    assert [f.shape[1] for f in out.features] == model.feature_channels
+    areas = [e.shape[-2] * e.shape[-1] for e in out.features]
     assert areas == sorted(areas, reverse=True)  # highest resolution first
     assert areas[0] == 16 * 24  # the first map is at stride 4
-    for e in out.embeddings:
-        assert e.shape[:2] == (2, EMBED)
 
+    contrast_head = ContrastiveHead(model.feature_channels, embed_dim=EMBED, min_views=2)
     loss = F.cross_entropy(out.logits, y, ignore_index=255)
     if has_aux:
         loss = loss + 0.4 * F.cross_entropy(out.aux_logits, y, ignore_index=255)
-    contrast = MultiScaleContrastiveLoss(min_views=2)(out.embeddings, y)
+    contrast = contrast_head(out.features, y)
     assert torch.isfinite(contrast) and contrast > 0
     (loss + 0.1 * contrast).backward()
     first_param = next(model.backbone.parameters())
     assert first_param.grad is not None and first_param.grad.abs().sum() > 0
-    for proj in model.projectors:
+    for proj in contrast_head.projectors:
         assert proj[0].weight.grad is not None and proj[0].weight.grad.abs().sum() > 0
 
+    # eval mode: the same kind of output (features too), deterministic
     model.eval()
     with torch.no_grad():
         out = model(x)
+        again = model(x)
     assert out.logits.shape == (2, K, 64, 96)
-    assert out.aux_logits is None
-    assert out.embeddings == []
-
-
-def test_contrastive_false_has_no_projectors():
-    model = build("fpn", "resnet18", {"channels": 16, "seg_channels": 8}, contrastive=False).train()
-    assert model.projectors is None
-    assert not any("projector" in name for name, _ in model.named_parameters())
-    out = model(torch.randn(2, 3, 64, 64))
-    assert out.embeddings == [] and out.logits.shape == (2, K, 64, 64)
+    assert (out.aux_logits is not None) == has_aux
+    assert [tuple(f.shape) for f in out.features] == [tuple(f.shape) for f in again.features]
+    torch.testing.assert_close(out.logits, again.logits)
 
 
 @pytest.mark.parametrize("size", [(64, 96), (96, 64), (160, 32)])
@@ -111,14 +106,14 @@ def test_swin_upernet_any_multiple_of_32(size):
     out = model(torch.randn(2, 3, *size))  # batch >= 2: BatchNorm on the 1x1 pooled PPM branch
     assert out.logits.shape == (2, K, *size)
     h, w = size
-    assert [tuple(e.shape[-2:]) for e in out.embeddings] == [(h // s, w // s) for s in (4, 8, 16, 32)]
+    assert [tuple(e.shape[-2:]) for e in out.features] == [(h // s, w // s) for s in (4, 8, 16, 32)]
 
 
 def test_embed_from_backbone_and_indices():
     model = build("upernet", "resnet18", {"channels": 16, "aux_channels": 8, "embed_from": "backbone"})
-    assert [p[0].in_channels for p in model.projectors] == [64, 128, 256, 512]
+    assert model.feature_channels == [64, 128, 256, 512]
     model = build("deeplabv3", "resnet18", {"channels": 16, "embed_indices": (0, 3)})
-    assert [p[0].in_channels for p in model.projectors] == [64, 512]
+    assert model.feature_channels == [64, 512]
 
 
 def test_deeplabv3_is_dilated_to_stride_8():
@@ -128,8 +123,11 @@ def test_deeplabv3_is_dilated_to_stride_8():
 
 
 def test_projector_layout():
-    model = build("hrnet", "hrnet_w18_small", {}, embed_dim=256)
-    proj = model.projectors[0]
+    from scalecontrast.losses import ContrastiveHead
+
+    model = build("hrnet", "hrnet_w18_small", {})
+    head = ContrastiveHead(model.feature_channels)
+    proj = head.projectors[0]
     assert [type(m) for m in proj] == [nn.Conv2d, nn.ReLU, nn.BatchNorm2d, nn.Conv2d]
     assert proj[0].bias is None and proj[0].in_channels == proj[0].out_channels == 16
     assert proj[3].out_channels == 256
@@ -156,27 +154,32 @@ def test_adaptive_avg_pool2d_matches_torch(size, bins):
 def test_wrap_torchvision_deeplabv3():
     from torchvision.models.segmentation import deeplabv3_resnet50
 
+    from scalecontrast.losses import ContrastiveHead
+
     base = deeplabv3_resnet50(weights=None, weights_backbone=None, num_classes=K, aux_loss=True)
-    model = wrap_model(base, ["backbone.layer4", "backbone.layer1", "backbone.layer3"], embed_dim=EMBED)
+    model = wrap_model(base, ["backbone.layer4", "backbone.layer1", "backbone.layer3"])
     assert model.taps == ["backbone.layer1", "backbone.layer4", "backbone.layer3"]  # highest res first
-    assert [p[0].in_channels for p in model.projectors] == [256, 2048, 1024]
+    assert model.feature_channels == [256, 2048, 1024] and model.num_classes == K
+    assert not any("projector" in n for n, _ in model.named_parameters())
     model.train()
     x = torch.randn(2, 3, 64, 64)
     y = blocky_labels(2, 64, 64)
     out = model(x)
     assert out.logits.shape == out.aux_logits.shape == (2, K, 64, 64)
-    assert [tuple(e.shape) for e in out.embeddings] == [(2, EMBED, 16, 16), (2, EMBED, 8, 8), (2, EMBED, 8, 8)]
-    from scalecontrast.losses import MultiScaleContrastiveLoss
-
-    loss = F.cross_entropy(out.logits, y, ignore_index=255) + 0.1 * MultiScaleContrastiveLoss(min_views=2)(
-        out.embeddings, y
-    )
+    assert [tuple(e.shape) for e in out.features] == [(2, 256, 16, 16), (2, 2048, 8, 8), (2, 1024, 8, 8)]
+    head = ContrastiveHead(model.feature_channels, embed_dim=EMBED, min_views=2)
+    loss = F.cross_entropy(out.logits, y, ignore_index=255) + 0.1 * head(out.features, y)
     loss.backward()
-    assert model.projectors[0][0].weight.grad is not None
+    assert head.projectors[0][0].weight.grad is not None
+    assert base.backbone.layer1[0].conv1.weight.grad is not None
     model.eval()
     with torch.no_grad():
         out = model(x)
-    assert out.embeddings == [] and out.aux_logits is None and out.logits.shape == (2, K, 64, 64)
+        plain = base(x)
+    # eval mode: the same output kind; the logits are the plain model's
+    assert len(out.features) == 3 and out.logits.shape == (2, K, 64, 64)
+    torch.testing.assert_close(out.logits, plain["out"])
+    torch.testing.assert_close(out.aux_logits, plain["aux"])
 
 
 def test_wrap_plain_tensor_model():
@@ -187,11 +190,11 @@ def test_wrap_plain_tensor_model():
         nn.ReLU(),
         nn.Conv2d(16, K, 1),
     )
-    model = wrap_model(base, ["0", "2"], embed_dim=8).train()
+    model = wrap_model(base, ["0", "2"]).train()
     out = model(torch.randn(2, 3, 32, 32))
     assert out.logits.shape == (2, K, 32, 32)  # upsampled to the input size
     assert out.aux_logits is None
-    assert [tuple(e.shape) for e in out.embeddings] == [(2, 8, 16, 16), (2, 8, 8, 8)]
+    assert [tuple(e.shape) for e in out.features] == [(2, 8, 16, 16), (2, 16, 8, 8)]
     assert model.mean == (0.485, 0.456, 0.406)
     with pytest.raises(ValueError, match="no submodule"):
         wrap_model(base, ["nope"])
@@ -200,9 +203,77 @@ def test_wrap_plain_tensor_model():
     import io
 
     clone = copy.deepcopy(model)
-    assert [tuple(e.shape) for e in clone(torch.randn(2, 3, 32, 32)).embeddings] == [(2, 8, 16, 16), (2, 8, 8, 8)]
+    assert [tuple(e.shape) for e in clone(torch.randn(2, 3, 32, 32)).features] == [(2, 8, 16, 16), (2, 16, 8, 8)]
     torch.save(model, io.BytesIO())
-    assert not model.eval()(torch.randn(1, 3, 32, 32)).embeddings
+    assert len(model.eval()(torch.randn(1, 3, 32, 32)).features) == 2
+
+
+def test_wrap_warns_when_a_tap_is_changed_in_place():
+    base = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(inplace=True), nn.Conv2d(8, K, 1))
+    model = wrap_model(base, ["1"])
+    with pytest.warns(UserWarning, match=r"taps \['1'\] were changed in place"):
+        model(torch.randn(2, 3, 16, 16))
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        model(torch.randn(2, 3, 16, 16))  # once only
+        wrap_model(base, ["2"])(torch.randn(2, 3, 16, 16))  # tapping the ReLU is fine
+
+
+class _Output(dict):
+    """Like transformers' ModelOutput: a dict whose values are also attributes."""
+
+    def __getattr__(self, name):
+        try:
+            return self[name]
+        except KeyError as err:
+            raise AttributeError(name) from err
+
+
+class _Net(nn.Module):
+    def __init__(self, kind: str):
+        super().__init__()
+        self.kind = kind
+        self.stem = nn.Conv2d(3, 8, 3, stride=2, padding=1)
+        self.cls = nn.Conv2d(8, K, 1)
+
+    def forward(self, x):
+        logits = self.cls(self.stem(x).relu())
+        if self.kind == "tuple":
+            return logits, x.mean()
+        if self.kind == "logits":
+            return _Output(logits=logits, hidden_states=None)
+        if self.kind == "dict":
+            return {"out": logits, "aux": logits * 2}
+        return logits
+
+
+@pytest.mark.parametrize("kind", ["tensor", "tuple", "logits", "dict"])
+def test_wrap_output_kinds(kind):
+    net = _Net(kind).eval()
+    model = wrap_model(net, ["stem"])
+    x = torch.randn(1, 3, 20, 30)
+    out = model(x)
+    assert out.logits.shape == (1, K, 20, 30) and model.num_classes == K
+    assert [tuple(f.shape) for f in out.features] == [(1, 8, 10, 15)]
+    assert (out.aux_logits is not None) == (kind == "dict")
+    with torch.no_grad():
+        ref = F.interpolate(net.cls(net.stem(x).relu()), size=(20, 30), mode="bilinear", align_corners=False)
+    torch.testing.assert_close(out.logits, ref)
+
+
+def test_wrap_bad_output_names_the_keys():
+    class Bad(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.c = nn.Conv2d(3, K, 1)
+
+        def forward(self, x):
+            return {"pred": self.c(x)}
+
+    with pytest.raises(TypeError, match=r"keys \['pred'\]"):
+        wrap_model(Bad(), ["c"])
 
 
 # --- weights ----------------------------------------------------------------------------------
@@ -255,7 +326,7 @@ def test_offline_lite0_weights_classify_a_cat():
 
 
 def count(model: nn.Module) -> int:
-    return sum(p.numel() for name, p in model.named_parameters() if not name.startswith("projectors."))
+    return sum(p.numel() for p in model.parameters())
 
 
 def test_hrnetv2_w48_parameter_count_meta():

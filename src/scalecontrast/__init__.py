@@ -3,7 +3,8 @@
 Public entry points (see DESIGN.md):
 
 - :func:`scalecontrast.create_model`, :func:`scalecontrast.wrap_model`
-- :class:`scalecontrast.MultiScaleContrastiveLoss` (also in :mod:`scalecontrast.losses`)
+- :class:`scalecontrast.ContrastiveHead` and :class:`scalecontrast.MultiScaleContrastiveLoss` (also in
+  :mod:`scalecontrast.losses`)
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ _LAZY = {
     "wrap_model": "scalecontrast.models",
     "SegmentationOutput": "scalecontrast.models",
     "MultiScaleContrastiveLoss": "scalecontrast.losses",
+    "ContrastiveHead": "scalecontrast.losses",
     "contrastive_loss": "scalecontrast.losses",
     "sample_anchors": "scalecontrast.losses",
     "get_dataset": "scalecontrast.data",

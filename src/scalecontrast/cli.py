@@ -94,8 +94,15 @@ def _lightning_cli_class():
             # Evaluating a checkpoint: never fetch backbone weights that are overwritten anyway.
             sub = self.subcommand
             cfg = self.config[sub] if sub else self.config
-            if sub and sub != "fit" and cfg.get("model") is not None:
-                cfg["model"]["pretrained"] = False
+            model_cfg = cfg.get("model")
+            if sub and sub != "fit" and model_cfg is not None:
+                model_cfg["pretrained"] = False
+            if model_cfg is not None and model_cfg.get("num_classes") is None and model_cfg.get("model") is None \
+                    and model_cfg.get("head") is not None and cfg.get("data") is not None:
+                # num_classes defaults to the data's (a model given by class path has its own).
+                from scalecontrast.engine import SegmentationDataModule
+
+                model_cfg["num_classes"] = SegmentationDataModule(**cfg["data"].as_dict()).num_classes
 
         def instantiate_trainer(self, **kwargs):
             trainer = super().instantiate_trainer(**kwargs)
@@ -184,7 +191,7 @@ def cmd_segment(argv: Sequence[str]) -> int:
     files = _list_images(Path(a.input))[: a.limit]
     scales, flip = [1.0], False
     if a.tta:
-        configured = [float(s) for s in module.hparams.eval_scales]
+        configured = [float(s) for s in module.eval_options.scales]
         scales = a.scales or (configured if len(configured) > 1 else [0.75, 1.0, 1.25])
         flip = True
     elif a.scales:
@@ -272,14 +279,14 @@ def _data_defaults(ckpt_path: str, config: str | None) -> dict:
 def cmd_embed(argv: Sequence[str]) -> int:
     from scalecontrast.engine import SegmentationDataModule
 
-    p = _parser("embed", "t-SNE of the per-scale projector embeddings (or head maps) sampled class-balanced, as in "
-                "training), coloured by class: one panel per scale, like the paper's figure.")
+    p = _parser("embed", "t-SNE of the per-scale projector embeddings (or the model's feature maps) sampled "
+                "class-balanced as in training, coloured by class: one panel per scale, like the paper's figure.")
     p.add_argument("--config", type=str | None, default=None,
                    help="training config; its `data` section selects the data (default: the checkpoint's)")
-    p.add_argument("--ckpt_path", type=str, required=True, help="checkpoint (with projectors unless --source features)")
+    p.add_argument("--ckpt_path", type=str, required=True, help="checkpoint (with a contrastive head unless --source features)")
     p.add_argument("--source", type=Literal["auto", "projector", "features"], default="auto",
-                   help="projector: the projector embeddings; features: the head's maps the projectors take "
-                        "(works for CE models too); auto: projector when the checkpoint has projectors")
+                   help="projector: the projector embeddings; features: the model's feature maps the "
+                        "projectors take (works for CE models too); auto: projector when the checkpoint has them")
     p.add_argument("--output", type=str, required=True, help="figure to write (.png, .pdf, ...)")
     p.add_argument("--split", type=str, default="val", help="val, test or train (no augmentation)")
     p.add_argument("--num_images", type=int, default=8, help="images to sample from")
@@ -298,10 +305,11 @@ def cmd_embed(argv: Sequence[str]) -> int:
     from scalecontrast.viz import tsne_figure
 
     module = load_module(a.ckpt_path, map_location=a.device)
-    source = a.source if a.source != "auto" else ("projector" if module.model_has_projectors() else "features")
-    if source == "projector" and not module.model_has_projectors():
-        raise SystemExit("scalecontrast embed: this checkpoint has no projectors (trained without the "
-                         "contrastive loss); use --source features for the head's maps")
+    has_head = module.contrastive_head is not None
+    source = a.source if a.source != "auto" else ("projector" if has_head else "features")
+    if source == "projector" and not has_head:
+        raise SystemExit("scalecontrast embed: this checkpoint has no contrastive head (trained with "
+                         "cross-entropy only); use --source features for the model's feature maps")
     dm = p.instantiate_classes(a).data
     key = {"val": dm.hparams.val_split, "test": dm.hparams.test_split, "train": dm.hparams.train_split}
     dataset = dm.make_dataset(key.get(a.split, a.split), train=False)

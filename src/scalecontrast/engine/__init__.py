@@ -5,7 +5,7 @@ never imported by them.
 """
 
 from scalecontrast.engine.datamodule import SegmentationDataModule
-from scalecontrast.engine.export import InferenceModel, export_onnx, load_module
+from scalecontrast.engine.export import InferenceModel, export_onnx, load_module, read_checkpoint
 from scalecontrast.engine.inference import predict, resize_logits, sliding_window
 from scalecontrast.engine.metrics import (
     SegmentationMetrics,
@@ -28,6 +28,7 @@ __all__ = [
     "load_module",
     "lr_lambda",
     "param_groups",
+    "read_checkpoint",
     "predict",
     "resize_logits",
     "scores_from_confusion",

@@ -5,36 +5,94 @@ from __future__ import annotations
 import copy
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from scalecontrast.engine.module import SegmentationModule
 
-__all__ = ["load_module", "InferenceModel", "export_onnx", "check_onnx"]
+__all__ = ["load_module", "read_checkpoint", "InferenceModel", "export_onnx", "check_onnx"]
 
 
-def load_module(ckpt_path: str | Path, map_location: str | torch.device = "cpu") -> SegmentationModule:
-    """A :class:`SegmentationModule` rebuilt from a checkpoint's hyper-parameters and weights, in
-    eval mode. Backbone weights are not fetched again (``pretrained=False``)."""
-    module = SegmentationModule.load_from_checkpoint(str(ckpt_path), map_location=map_location,
-                                                     pretrained=False, weights_only=False)
-    return module.eval()
+def read_checkpoint(ckpt_path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """The checkpoint dict of ``ckpt_path``, or one clear error naming the file and what is wrong."""
+    path = Path(ckpt_path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}" + (" (a folder)" if path.is_dir() else ""))
+    try:
+        ckpt = torch.load(str(path), map_location=map_location, weights_only=False)
+    except Exception as err:  # noqa: BLE001 - torch raises many types for a damaged file
+        raise ValueError(f"cannot read checkpoint {path}: {type(err).__name__}: {err} (truncated or not a "
+                         "PyTorch checkpoint?)") from err
+    if not isinstance(ckpt, dict) or "state_dict" not in ckpt or "hyper_parameters" not in ckpt:
+        keys = list(ckpt)[:8] if isinstance(ckpt, dict) else type(ckpt).__name__
+        raise ValueError(f"{path} is not a scalecontrast checkpoint written by `fit` (it has {keys}; expected "
+                         "'state_dict' and 'hyper_parameters')")
+    return ckpt
+
+
+def load_module(
+    ckpt_path: str | Path,
+    *,
+    model: nn.Module | None = None,
+    map_location: str | torch.device = "cpu",
+    strict: bool = True,
+) -> SegmentationModule:
+    """A :class:`SegmentationModule` rebuilt from a checkpoint, in eval mode.
+
+    ``model=None`` rebuilds the model from the checkpoint: built-in heads (``head`` + ``backbone``) and
+    models given by class path (the command line's ``model: {class_path, init_args}``); backbone weights
+    are not fetched again (``pretrained=False``). For a model built in Python, pass a fresh instance
+    (``model=MyNet(...)``, the same architecture) and the checkpoint's weights are loaded into it.
+    """
+    path = Path(ckpt_path)
+    ckpt = read_checkpoint(path, map_location)
+    hp = dict(ckpt["hyper_parameters"])
+    hp.pop("_instantiator", None)
+    hp.pop("_class_path", None)
+    hp["pretrained"] = False
+    if model is not None:
+        hp["model"] = model
+        module = SegmentationModule(**hp)
+    elif isinstance(hp.get("model"), dict) and "class_path" in hp["model"]:
+        from lightning.pytorch.cli import instantiate_module
+
+        module = instantiate_module(SegmentationModule, hp)
+    elif hp.get("model") is None and hp.get("head") is None:
+        cls = (ckpt.get("scalecontrast") or {}).get("model_class", "the model class")
+        raise ValueError(f"{path} holds a model built in Python ({cls}): pass a fresh instance, "
+                         f"load_module({str(path)!r}, model={cls.rsplit('.', 1)[-1]}(...))")
+    else:
+        module = SegmentationModule(**hp)
+    try:
+        module.load_state_dict(ckpt["state_dict"], strict=strict)
+    except RuntimeError as err:
+        raise ValueError(f"the weights in {path} do not fit the model rebuilt from it: {err}") from err
+    return module.to(map_location).eval()
 
 
 class InferenceModel(nn.Module):
     """``image (B, 3, H, W)`` RGB in [0, 1] -> logits ``(B, K, H, W)``: normalisation and the
-    segmentation model only (no projectors, no auxiliary head)."""
+    segmentation model only (no contrastive head; a wrapped model's own forward, without the taps)."""
 
     def __init__(self, module: SegmentationModule) -> None:
         super().__init__()
-        self.model = copy.deepcopy(module.model)  # eval()/cpu() below must not touch the caller's model
+        from scalecontrast.models import WrappedModel
+
+        model = module.model.model if isinstance(module.model, WrappedModel) else module.model
+        self.model = copy.deepcopy(model)  # eval()/cpu() below must not touch the caller's model
         self.register_buffer("mean", module.pixel_mean.detach().clone())
         self.register_buffer("std", module.pixel_std.detach().clone())
 
     def forward(self, image: Tensor) -> Tensor:
-        # scalecontrast models return logits at the input size already
-        return self.model((image - self.mean) / self.std).logits
+        from scalecontrast.models import model_logits
+
+        logits = model_logits(self.model((image - self.mean) / self.std))[0]
+        if logits.shape[-2:] != image.shape[-2:]:
+            logits = F.interpolate(logits, size=image.shape[-2:], mode="bilinear", align_corners=False)
+        return logits
 
 
 def export_onnx(

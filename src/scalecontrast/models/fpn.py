@@ -37,7 +37,7 @@ class FPNHead(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self.classifier = nn.Conv2d(seg_channels, num_classes, 1)
         self.embed_from = embed_from
-        self.embed_channels = [channels] * len(in_channels) if embed_from == "fpn" else list(in_channels)
+        self.feature_channels = [channels] * len(in_channels) if embed_from == "fpn" else list(in_channels)
 
     def forward(self, feats: list[Tensor]) -> HeadOutput:
         pyramid = [lat(f) for lat, f in zip(self.laterals, feats)]

@@ -25,7 +25,7 @@ class HRNetHead(nn.Module):
         total = sum(in_channels)
         self.fuse = ConvBNReLU(total, total, 1)
         self.classifier = nn.Conv2d(total, num_classes, 1)
-        self.embed_channels = list(in_channels)
+        self.feature_channels = list(in_channels)
 
     def forward(self, feats: list[Tensor]) -> HeadOutput:
         logits = self.classifier(self.fuse(concat_branches(feats)))

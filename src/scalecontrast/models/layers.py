@@ -22,7 +22,10 @@ class ConvBNReLU(nn.Sequential):
 
 
 def resize(x: Tensor, size: tuple[int, int] | torch.Size) -> Tensor:
-    """Bilinear resize of ``(B, C, h, w)`` to ``(B, C, *size)`` (``align_corners=False``)."""
+    """Bilinear resize of ``(B, C, h, w)`` to ``(B, C, *size)`` (``align_corners=False``); ``x``
+    itself when it is already that size."""
+    if tuple(x.shape[-2:]) == tuple(size):
+        return x
     return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
 
 
@@ -60,38 +63,11 @@ def adaptive_avg_pool2d(x: Tensor, output_size: int) -> Tensor:
     return (total / area).to(dtype)
 
 
-class Projector(nn.Sequential):
-    """The paper's projection head: Conv1x1(C, C, no bias) -> ReLU -> BN -> Conv1x1(C, embed_dim).
-
-    ``(B, C, h, w) -> (B, embed_dim, h, w)``.
-    """
-
-    def __init__(self, in_channels: int, embed_dim: int = 256):
-        super().__init__(
-            nn.Conv2d(in_channels, in_channels, 1, bias=False),
-            nn.ReLU(inplace=True),
-            nn.BatchNorm2d(in_channels),
-            nn.Conv2d(in_channels, embed_dim, 1),
-        )
-
-    def trunk(self, x: Tensor) -> Tensor:
-        """Everything but the last 1x1 conv: ``(B, C, h, w) -> (B, C, h, w)``."""
-        for layer in list(self)[:-1]:
-            x = layer(x)
-        return x
-
-    def project_rows(self, rows: Tensor) -> Tensor:
-        """The last 1x1 conv on pixel rows: ``(N, C) -> (N, embed_dim)``; ``self(x)`` equals
-        ``project_rows`` applied to every pixel of ``trunk(x)``."""
-        last = self[-1]
-        return F.linear(rows, last.weight.flatten(1), last.bias)
-
-
 class HeadOutput(NamedTuple):
     """What a head returns to :class:`SegmentationModel` (before upsampling and projection).
 
     ``logits`` (B, K, h, w) at the head's resolution; ``aux_logits`` likewise or ``None``;
-    ``features``: the maps to project for the contrastive loss, highest resolution first.
+    ``features``: the maps offered to the contrastive head, highest resolution first.
     """
 
     logits: Tensor

@@ -91,7 +91,7 @@ class OCRHead(nn.Module):
         self.fuse = nn.Sequential(ConvBNReLU(2 * channels, channels, 1), nn.Dropout(dropout))
         self.classifier = nn.Conv2d(channels, num_classes, 1)
         self.embed_indices = tuple(default_embed if embed_indices is None else embed_indices)
-        self.embed_channels = [in_channels[i] for i in self.embed_indices]
+        self.feature_channels = [in_channels[i] for i in self.embed_indices]
 
     def forward(self, feats: list[Tensor]) -> HeadOutput:
         if self.concat:

@@ -48,7 +48,7 @@ class UPerNetHead(nn.Module):
 
     PPM on the last stage; lateral 1x1 convs on the others; top-down sum; 3x3 FPN convs; the four
     levels upsampled to stride 4, concatenated, fused by a 3x3 conv and classified. The auxiliary FCN
-    head reads ``aux_index`` (the third stage) and its logits are ``aux_logits`` (training only).
+    head reads ``aux_index`` (the third stage) and its logits are ``aux_logits``.
 
     Contrastive maps (``embed_from``): ``"fpn"`` (default, the paper's P2..P5, ``channels`` each) or
     ``"backbone"`` (the backbone stages).
@@ -80,7 +80,7 @@ class UPerNetHead(nn.Module):
         self.aux_index = aux_index
         self.aux_head = FCNHead(in_channels[aux_index], num_classes, channels=aux_channels) if aux else None
         self.embed_from = embed_from
-        self.embed_channels = [channels] * len(in_channels) if embed_from == "fpn" else list(in_channels)
+        self.feature_channels = [channels] * len(in_channels) if embed_from == "fpn" else list(in_channels)
 
     def forward(self, feats: list[Tensor]) -> HeadOutput:
         tops = [lat(f) for lat, f in zip(self.laterals, feats)]
@@ -91,5 +91,5 @@ class UPerNetHead(nn.Module):
         size = pyramid[0].shape[-2:]
         fused = self.fuse(torch.cat([pyramid[0]] + [resize(p, size) for p in pyramid[1:]], dim=1))
         logits = self.classifier(self.dropout(fused))
-        aux = self.aux_head(feats[self.aux_index]) if self.training and self.aux_head is not None else None
+        aux = self.aux_head(feats[self.aux_index]) if self.aux_head is not None else None
         return HeadOutput(logits, aux, pyramid if self.embed_from == "fpn" else list(feats))

@@ -1,25 +1,58 @@
-"""``wrap_model``: multi-scale and cross-scale contrastive embeddings for any segmentation model."""
+"""``wrap_model``: any segmentation model, with the outputs of named submodules as features."""
 
 from __future__ import annotations
+
+import warnings
+from collections.abc import Mapping, Sequence
 
 import torch
 from torch import Tensor, nn
 
 from scalecontrast.constants import IMAGENET_MEAN, IMAGENET_STD
 
-from .layers import Projector, resize
+from .layers import resize
 from .output import SegmentationOutput
 
+__all__ = ["WrappedModel", "wrap_model", "model_logits"]
 
-def _first_tensor(obj) -> Tensor:
-    """The tensor output of a submodule (first element of a tuple/list, ``"out"`` of a dict)."""
+
+def _first_tensor(obj, what: str = "output") -> Tensor:
+    """The tensor in a submodule's output (itself, the first element of a tuple/list, ``"out"`` or the
+    first value of a dict)."""
     if isinstance(obj, Tensor):
         return obj
-    if isinstance(obj, dict):
-        return _first_tensor(obj["out"] if "out" in obj else next(iter(obj.values())))
-    if isinstance(obj, list | tuple):
-        return _first_tensor(obj[0])
-    raise TypeError(f"cannot find a tensor in a {type(obj).__name__}")
+    if isinstance(obj, Mapping) and obj:
+        return _first_tensor(obj["out"] if "out" in obj else next(iter(obj.values())), what)
+    if isinstance(obj, list | tuple) and obj:
+        return _first_tensor(obj[0], what)
+    raise TypeError(f"cannot find a tensor in the {what} (a {type(obj).__name__})")
+
+
+def model_logits(out) -> tuple[Tensor, Tensor | None]:
+    """``(logits, aux_logits or None)`` from what a segmentation model returns.
+
+    Accepted: a tensor; a :class:`SegmentationOutput`; an object with a ``.logits`` tensor (Hugging Face
+    transformers' ``ModelOutput``); a dict with ``"out"`` and optionally ``"aux"`` (torchvision); a
+    tuple or list whose first element is the logits.
+    """
+    if isinstance(out, Tensor):
+        return out, None
+    if isinstance(out, SegmentationOutput):
+        return out.logits, out.aux_logits
+    logits = getattr(out, "logits", None)
+    if isinstance(logits, Tensor):
+        aux = getattr(out, "aux_logits", None)
+        return logits, aux if isinstance(aux, Tensor) else None
+    if isinstance(out, Mapping):
+        if isinstance(out.get("out"), Tensor):
+            aux = out.get("aux")
+            return out["out"], aux if isinstance(aux, Tensor) else None
+        raise TypeError(f"the model returned a dict with keys {list(out)}; expected 'out' (and optionally "
+                        "'aux') as torchvision's models, or an object with a .logits tensor")
+    if isinstance(out, list | tuple) and out and isinstance(out[0], Tensor):
+        return out[0], None
+    raise TypeError(f"cannot read logits from the model's output (a {type(out).__name__}); return a tensor, "
+                    "a dict with 'out', an object with .logits or a tuple whose first element is the logits")
 
 
 def _input_channels(model: nn.Module) -> int:
@@ -29,115 +62,127 @@ def _input_channels(model: nn.Module) -> int:
     return 3
 
 
-class ContrastiveWrapper(nn.Module):
-    """A segmentation model plus projectors on the outputs of named submodules.
+class WrappedModel(nn.Module):
+    """A segmentation model whose tapped submodules' outputs become ``features``.
 
-    ``forward(x)`` -> :class:`SegmentationOutput`: logits (the model's tensor output, or ``out`` of its
-    dict output, resized to the input size), ``aux_logits`` (the dict's ``aux``, training only) and, in
-    training mode, one ``(B, embed_dim, h, w)`` embedding per tap, highest resolution first.
-    In eval mode the hooks record nothing: the wrapper costs what the plain model costs.
+    ``forward(x)`` -> :class:`SegmentationOutput`, the same in training and eval mode: logits (read by
+    :func:`model_logits` from the model's output and resized to the input size when smaller),
+    ``aux_logits`` (a dict's ``"aux"``, likewise) and the tapped outputs ``(B, C_s, h_s, w_s)``, highest
+    resolution first. Forward hooks exist only during a forward, so the wrapper deep-copies and
+    pickles like any module; an exporter keeps only what the logits need.
+
+    Attributes:
+        model: the wrapped model (its parameters keep their names under ``model.``).
+        taps: the tapped submodule names, highest resolution first.
+        feature_channels: ``C_s`` of the taps, in the same order.
+        num_classes: ``K`` of the logits (found by the dry run).
     """
 
-    def __init__(
-        self,
-        model: nn.Module,
-        taps: list[str],
-        *,
-        embed_dim: int = 256,
-        probe_size: tuple[int, int] = (64, 64),
-    ):
+    def __init__(self, model: nn.Module, taps: Sequence[str] = (), *, probe_size: tuple[int, int] = (64, 64)):
         super().__init__()
-        if not taps:
-            raise ValueError("taps must name at least one submodule")
+        if isinstance(taps, str):
+            raise TypeError(f"taps must be a list of submodule names, got the string {taps!r}")
+        taps = list(taps)
         modules = dict(model.named_modules())
         unknown = [t for t in taps if t not in modules]
         if unknown:
-            raise ValueError(f"no submodule named {unknown}; e.g. {list(modules)[1:8]}")
+            names = [n for n in modules if n]
+            raise ValueError(f"no submodule named {unknown} in {type(model).__name__}; its submodules include "
+                             f"{names[:12]}{' ...' if len(names) > 12 else ''} (see dict(model.named_modules()))")
+        if len(set(taps)) != len(taps):
+            raise ValueError(f"taps must be distinct, got {taps}")
         self.model = model
-        shapes = self._probe(model, taps, probe_size)
+        shapes, num_classes = self._probe(model, taps, probe_size)
         # Highest resolution first (stable for equal sizes).
         order = sorted(range(len(taps)), key=lambda i: -(shapes[i][2] * shapes[i][3]))
         self.taps = [taps[i] for i in order]
-        self.projectors = nn.ModuleList(Projector(shapes[i][1], embed_dim) for i in order)
-        self.embed_dim = embed_dim
+        self.feature_channels = [int(shapes[i][1]) for i in order]
+        self.num_classes = num_classes
         self.mean: tuple[float, ...] = tuple(getattr(model, "mean", IMAGENET_MEAN))
         self.std: tuple[float, ...] = tuple(getattr(model, "std", IMAGENET_STD))
+        self._warned_inplace = False
 
-    @staticmethod
-    @torch.no_grad()
-    def _probe(model: nn.Module, taps: list[str], size: tuple[int, int]) -> list[torch.Size]:
-        """Output shapes of the tapped submodules on a dummy input (eval mode, restored after)."""
-        modules = dict(model.named_modules())
-        found: dict[str, torch.Size] = {}
-        handles = [
-            modules[t].register_forward_hook(lambda _m, _i, out, t=t: found.__setitem__(t, _first_tensor(out).shape))
-            for t in taps
-        ]
-        was_training = model.training
-        param = next(model.parameters(), None)
-        x = torch.zeros(
-            1,
-            _input_channels(model),
-            *size,
-            device=param.device if param is not None else None,
-            dtype=param.dtype if param is not None else None,
-        )
-        try:
-            model.eval()
-            model(x)
-        finally:
-            model.train(was_training)
-            for h in handles:
-                h.remove()
-        missing = [t for t in taps if t not in found]
-        if missing:
-            raise ValueError(f"submodules {missing} were not called in forward")
-        if any(len(found[t]) != 4 for t in taps):
-            raise ValueError(f"tapped outputs must be (B, C, h, w); got { {t: tuple(found[t]) for t in taps} }")
-        return [found[t] for t in taps]
-
-    def forward(self, x: Tensor) -> SegmentationOutput:
-        # Hooks live only for the duration of a training forward and write into a local dict, so
-        # the wrapper deep-copies (EMA, SWA) and pickles like any module, and eval costs nothing.
+    def _run(self, x: Tensor, taps: Sequence[str]) -> tuple[object, dict[str, Tensor], dict[str, int]]:
         store: dict[str, Tensor] = {}
-        handles = []
-        if self.training:
-            modules = dict(self.model.named_modules())
-            handles = [
-                modules[t].register_forward_hook(lambda _m, _i, out, t=t: store.__setitem__(t, _first_tensor(out)))
-                for t in self.taps
-            ]
+        versions: dict[str, int] = {}
+
+        def hook(name: str):
+            def fn(_m, _i, out) -> None:
+                t = _first_tensor(out, f"output of {name!r}")
+                store[name] = t
+                if not t.is_inference():  # inference tensors have no version counter
+                    versions[name] = t._version
+
+            return fn
+
+        modules = dict(self.model.named_modules())
+        handles = [modules[t].register_forward_hook(hook(t)) for t in taps]
         try:
             out = self.model(x)
         finally:
             for h in handles:
                 h.remove()
-        aux = None
-        if isinstance(out, dict):
-            aux = out.get("aux")
-            out = out["out"]
-        logits = resize(_first_tensor(out), x.shape[-2:])
-        embeddings: list[Tensor] = []
-        if self.training:
-            aux = resize(aux, x.shape[-2:]) if aux is not None else None
-            embeddings = [proj(store[t]) for proj, t in zip(self.projectors, self.taps)]
-        else:
-            aux = None
-        return SegmentationOutput(logits, aux, embeddings)
+        return out, store, versions
+
+    @torch.no_grad()
+    def _probe(self, model: nn.Module, taps: list[str], size: tuple[int, int]) -> tuple[list[torch.Size], int]:
+        """Shapes of the tapped outputs and K, from a dry run on a zero input (eval mode, restored)."""
+        param = next(model.parameters(), None)
+        x = torch.zeros(1, _input_channels(model), *size, device=param.device if param is not None else None,
+                        dtype=param.dtype if param is not None else None)
+        was_training = model.training
+        try:
+            model.eval()
+            out, store, _ = self._run(x, taps)
+        finally:
+            model.train(was_training)
+        missing = [t for t in taps if t not in store]
+        if missing:
+            raise ValueError(f"submodules {missing} were not called in the model's forward")
+        bad = {t: tuple(store[t].shape) for t in taps if store[t].ndim != 4}
+        if bad:
+            raise ValueError(f"tapped outputs must be (B, C, h, w) maps; got {bad} (tap a convolution or "
+                             "a stage that returns a 4-D map)")
+        logits, _ = model_logits(out)
+        if logits.ndim != 4:
+            raise ValueError(f"the model's logits must be (B, K, h, w), got {tuple(logits.shape)}")
+        return [store[t].shape for t in taps], int(logits.shape[1])
+
+    def forward(self, x: Tensor) -> SegmentationOutput:
+        out, store, versions = self._run(x, self.taps)
+        missing = [t for t in self.taps if t not in store]
+        if missing:
+            raise RuntimeError(f"tapped submodules {missing} were not called in this forward")
+        if not self._warned_inplace:
+            changed = [t for t in self.taps if t in versions and store[t]._version != versions[t]]
+            if changed:
+                self._warned_inplace = True
+                warnings.warn(
+                    f"the outputs of taps {changed} were changed in place later in the forward (e.g. a BN "
+                    "followed by ReLU(inplace=True)): the features are the changed values; tap the module "
+                    "that does the in-place change instead", stacklevel=2)
+        logits, aux = model_logits(out)
+        size = x.shape[-2:]
+        logits = resize(logits, size)
+        aux = resize(aux, size) if aux is not None else None
+        return SegmentationOutput(logits, aux, [store[t] for t in self.taps])
 
 
-def wrap_model(model: nn.Module, taps: list[str], *, embed_dim: int = 256) -> ContrastiveWrapper:
-    """Add projector embeddings to any segmentation model through forward hooks.
+def wrap_model(model: nn.Module, taps: Sequence[str], *, probe_size: tuple[int, int] = (64, 64)) -> WrappedModel:
+    """Any segmentation model, returning :class:`SegmentationOutput` with the named submodules'
+    outputs as features (for :class:`~scalecontrast.losses.ContrastiveHead`).
 
     Args:
-        model: returns logits ``(B, K, h, w)`` or a dict with ``"out"`` (and optionally ``"aux"``), as
-            torchvision's segmentation models do.
-        taps: names of submodules (``dict(model.named_modules())`` keys) whose outputs are embedded;
-            their channels are found by a dry run on a ``(1, C_in, 64, 64)`` zero input.
-        embed_dim: projector output channels.
+        model: returns logits ``(B, K, h, w)`` as a tensor, a dict with ``"out"`` (and optionally
+            ``"aux"``, torchvision), an object with ``.logits`` (Hugging Face transformers) or a tuple whose
+            first element is the logits; logits smaller than the input are resized to it.
+        taps: names of submodules (keys of ``dict(model.named_modules())``) whose ``(B, C, h, w)`` outputs
+            become the features; any order (they are sorted highest resolution first). ``[]`` for a model
+            trained with cross-entropy only.
+        probe_size: ``(h, w)`` of the zero input of the dry run that finds the taps' channels and ``K``
+            (make it a valid input size for the model).
 
     Returns:
-        a :class:`ContrastiveWrapper`; ``wrapper(x)`` gives a :class:`SegmentationOutput` whose
-        embeddings are ordered highest resolution first, whatever the order of ``taps``.
+        a :class:`WrappedModel` with ``feature_channels`` and ``num_classes``.
     """
-    return ContrastiveWrapper(model, list(taps), embed_dim=embed_dim)
+    return WrappedModel(model, list(taps), probe_size=probe_size)
