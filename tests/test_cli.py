@@ -20,7 +20,7 @@ CAMVID = Path(
 TINY_MODEL = [
     "--model.head", "fpn", "--model.backbone", "mobilenetv3_small_050", "--model.pretrained", "false",
     "--model.model_kwargs", json.dumps({"channels": 32, "seg_channels": 32}),
-    "--model.max_total", "500", "--model.max_views", "100",
+    "--model.contrast.max_total", "500", "--model.contrast.max_views", "100",
 ]  # fmt: skip
 QUIET = [
     "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false",

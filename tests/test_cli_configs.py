@@ -33,12 +33,14 @@ def test_config_parses(path, capsys):
     if path.stem.endswith("_mscs"):
         twin = path.with_name(path.stem[: -len("_mscs")] + "_ce.yaml")
         assert twin.is_file(), f"{path.name} has no contrastive-off twin"
-        assert model["contrastive"] and model["contrastive_weight"] == pytest.approx(0.1)
-        assert model["cross_scale"] and model["scale_weights"] == [1.0, 0.7, 0.4, 0.1]
+        contrast = model["contrast"]
+        assert contrast["weight"] == pytest.approx(0.1) and contrast["temperature"] == pytest.approx(0.1)
+        assert contrast["cross_scale"] and contrast["scale_weights"] == [1.0, 0.7, 0.4, 0.1]
+        assert contrast["cross_scale_reduction"] == "all"  # the official code's mean
     if path.stem.endswith("_ce"):
-        assert not model["contrastive"]
+        assert model["contrast"] is None
     if path.stem.endswith("_ss"):
-        assert model["scale_weights"] == [0.0, 0.0, 0.0, 1.0] and not model["cross_scale"]
+        assert model["contrast"]["scale_weights"] == [0.0, 0.0, 0.0, 1.0] and not model["contrast"]["cross_scale"]
 
 
 @pytest.mark.slow
@@ -53,22 +55,18 @@ def test_paper_models_build():
             continue
         seen.add(key)
         module = SegmentationModule(**{**model, "pretrained": False})
-        assert module.model_has_projectors(), path
-
-
-CONTRASTIVE_KEYS = {"contrastive", "contrastive_weight", "scale_weights", "temperature", "cross_scale",
-                    "cross_scale_temperature", "cross_scale_weights", "min_views", "max_views", "max_total",
-                    "detach_low_res", "gather_distributed"}
+        assert module.contrastive_head is not None, path
+        assert not any("projector" in n for n, _ in module.model.named_parameters()), path
 
 
 @pytest.mark.parametrize("path", [p for p in CONFIGS if p.stem.endswith(("_ss", "_ms", "_mscs"))],
                          ids=lambda p: f"{p.parent.name}/{p.stem}")
 def test_twins_differ_only_in_the_loss(path):
-    """A contrastive recipe and its CE twin share everything but the contrastive keys and the run folder."""
+    """A contrastive recipe and its CE twin share everything but ``model.contrast`` and the run folder."""
     stem = path.stem.rsplit("_", 1)[0]
     mine, twin = (yaml.safe_load(p.read_text()) for p in (path, path.with_name(f"{stem}_ce.yaml")))
     for cfg in (mine, twin):
         cfg["trainer"].pop("default_root_dir", None)
-        for key in CONTRASTIVE_KEYS:
-            cfg["model"].pop(key, None)
+        cfg["model"].pop("contrast")
     assert mine == twin
+    assert mine["model"] == twin["model"]

@@ -36,7 +36,7 @@ def test_ddp_two_processes_gloo(tmp_path):
     root = tmp_path / "ddp"
     cmd = _cli("fit", *synthetic_args(root), "--trainer.accelerator", "cpu", "--trainer.devices", "2",
                "--trainer.strategy", "ddp", "--trainer.max_steps", "4",
-               "--trainer.val_check_interval", "2", "--model.gather_distributed", "true")
+               "--trainer.val_check_interval", "2", "--model.contrast.gather_distributed", "true")
     proc = subprocess.run(cmd, cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-4000:]
     log = proc.stdout + proc.stderr

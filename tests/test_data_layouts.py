@@ -218,7 +218,7 @@ def test_cadis_groups_reach_the_module(cadis):
 
     dm = SegmentationDataModule("cadis", str(cadis), dataset_kwargs={"experiment": 2}, eval_limit=1)
     assert dm.class_groups == {"anatomy": [0, 4, 5, 6], "others": [1, 2, 3], "instruments": list(range(7, 17))}
-    module = SegmentationModule(head="fpn", backbone="mobilenetv3_small_050", num_classes=17, contrastive=False)
+    module = SegmentationModule(head="fpn", backbone="mobilenetv3_small_050", num_classes=17, contrast=None)
     module._trainer = type("T", (), {"datamodule": dm})()  # what Lightning attaches before setup
     module.setup("validate")
     assert module.hparams["class_groups"] == dm.class_groups

@@ -27,7 +27,8 @@ TINY = {"head": "fpn", "backbone": "mobilenetv3_small_050", "model_kwargs": {"ch
 @pytest.fixture(scope="module")
 def tiny_module() -> SegmentationModule:
     torch.manual_seed(0)
-    module = SegmentationModule(num_classes=4, pretrained=False, max_steps=10, max_total=500, **TINY)
+    module = SegmentationModule(num_classes=4, pretrained=False, schedule={"max_steps": 10},
+                                contrast={"max_total": 500}, **TINY)
     return module.eval()
 
 
@@ -136,80 +137,112 @@ def test_no_weight_decay_on_norms_and_position_embeddings():
     assert isinstance(build_optimizer(net, name="sgd"), torch.optim.SGD)
 
 
-def test_training_step_logs_every_term():
-    torch.manual_seed(0)
-    module = SegmentationModule(num_classes=3, pretrained=False, max_steps=5, max_total=300, **TINY)
-    logged: dict[str, float] = {}
-    module.log = lambda name, value, **kw: logged.__setitem__(name, float(value))  # type: ignore[method-assign]
-    module.log_dict = lambda d, **kw: logged.update({k: float(v) for k, v in d.items()})  # type: ignore[method-assign]
-    module.train()
+def _labels() -> torch.Tensor:
     labels = torch.zeros(2, 64, 64, dtype=torch.long)
     labels[:, 32:] = 1
     labels[:, :, 40:] = 2
     labels[0, :4] = 255
-    loss = module.training_step({"image": torch.rand(2, 3, 64, 64), "mask": labels}, 0)
+    return labels
+
+
+def _quiet(module: SegmentationModule, logged: dict | None = None) -> SegmentationModule:
+    logged = {} if logged is None else logged
+    module.log = lambda name, value, **kw: logged.__setitem__(name, float(value))  # type: ignore[method-assign]
+    module.log_dict = lambda d, **kw: logged.update({k: float(v) for k, v in d.items()})  # type: ignore[method-assign]
+    return module
+
+
+def test_training_step_logs_every_term():
+    torch.manual_seed(0)
+    module = SegmentationModule(num_classes=3, pretrained=False, schedule={"max_steps": 5},
+                                contrast={"max_total": 300}, **TINY)
+    logged: dict[str, float] = {}
+    _quiet(module, logged).train()
+    loss = module.training_step({"image": torch.rand(2, 3, 64, 64), "mask": _labels()}, 0)
     loss.backward()
     assert torch.isfinite(loss)
     for key in ("train/loss", "train/ce", "train/contrastive", "train/contrastive_scale_0"):
         assert key in logged, key
     expected = logged["train/ce"] + 0.1 * logged["train/contrastive"]
     assert logged["train/loss"] == pytest.approx(expected, rel=1e-5)
-    assert module.model.projectors is not None
-    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in module.model.projectors.parameters())
+    head = module.contrastive_head
+    assert head is not None and head.in_channels == module.model.feature_channels
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in head.parameters())
+    assert not any("projector" in n for n, _ in module.model.named_parameters())  # never inside the model
+    # the optimiser trains the projectors too
+    opt = build_optimizer(nn.ModuleList([module.model, head]))
+    assert sum(len(g["params"]) for g in opt.param_groups) == len(list(module.parameters()))
 
 
-def test_project_sampled_gives_the_same_loss_and_gradients():
-    labels = torch.zeros(2, 64, 64, dtype=torch.long)
-    labels[:, 32:] = 1
-    labels[:, :, 40:] = 2
-    images = torch.rand(2, 3, 64, 64)
-    results = []
-    for lazy in (True, False):
-        torch.manual_seed(0)
-        module = SegmentationModule(num_classes=3, pretrained=False, max_total=300, project_sampled=lazy, **TINY)
-        module.log = module.log_dict = lambda *a, **kw: None  # type: ignore[method-assign]
-        module.train()
-        torch.manual_seed(1)
-        loss = module.training_step({"image": images, "mask": labels}, 0)
-        grads = torch.autograd.grad(loss, list(module.parameters()), allow_unused=True)
-        results.append((loss, grads, module))
-    (lazy, g_lazy, m_lazy), (full, g_full, m_full) = results
-    assert m_lazy.model.project_sampled and not m_full.model.project_sampled
-    torch.testing.assert_close(lazy, full)
-    for a, b in zip(g_lazy, g_full):
-        assert (a is None) == (b is None)
-        if a is not None:
-            torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
-    # the full projector embeddings are rebuilt from the trunks for t-SNE
-    x = torch.rand(1, 3, 64, 64)
-    for a, b in zip(m_lazy.embeddings(x), m_full.embeddings(x)):
-        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
-    out = m_lazy.model.train()(images)  # the raw output: no embeddings, the maps and projections instead
-    assert out.embeddings == [] and len(out.projector_maps) == len(out.projections) == 4
-    with pytest.raises(ValueError, match="projector_maps"):
-        m_lazy.contrastive_loss(out.embeddings, labels)
+def test_options_are_grouped_and_checked():
+    module = SegmentationModule(num_classes=3, **TINY, contrast={"weight": 0.3, "temperature": 0.2},
+                                optimizer={"name": "adamw", "lr": 1e-3}, evaluation={"flip": True})
+    assert module.contrast_options.temperature == 0.2 and module.contrastive_head.loss.temperature == 0.2
+    assert module.optimizer_options.name == "adamw" and module.eval_options.flip
+    assert module.hparams["contrast"]["weight"] == 0.3  # plain dicts in the checkpoint
+    with pytest.raises(ValueError, match=r"unknown contrast option\(s\) \['temprature'\]"):
+        SegmentationModule(num_classes=3, **TINY, contrast={"temprature": 0.2})
+    with pytest.raises(ValueError, match="either `model` or `head`"):
+        SegmentationModule(model=nn.Conv2d(3, 3, 1), **TINY)
+    with pytest.raises(ValueError, match="give a model"):
+        SegmentationModule(num_classes=3)
+    with pytest.raises(ValueError, match="taps"):
+        SegmentationModule(model=nn.Conv2d(3, 3, 1))  # contrast on, nothing to contrast
+    ce = SegmentationModule(model=nn.Conv2d(3, 3, 1), contrast=None)
+    assert ce.num_classes == 3 and ce.contrastive_head is None  # K from the model
 
 
 def test_contrastive_warmup_ramps_the_weight():
-    module = SegmentationModule(num_classes=3, pretrained=False, contrastive_weight=0.2,
-                                contrastive_warmup_steps=4, **TINY)
+    module = SegmentationModule(num_classes=3, pretrained=False, contrast={"weight": 0.2, "warmup_steps": 4},
+                                **TINY)
     assert [module.contrastive_weight_at(s) for s in (0, 2, 4, 9)] == pytest.approx([0.0, 0.1, 0.2, 0.2])
-    plain = SegmentationModule(num_classes=3, pretrained=False, contrastive_weight=0.2, **TINY)
+    plain = SegmentationModule(num_classes=3, pretrained=False, contrast={"weight": 0.2}, **TINY)
     assert plain.contrastive_weight_at(0) == pytest.approx(0.2)
-    with pytest.raises(ValueError, match="contrastive_warmup_steps"):
-        SegmentationModule(num_classes=3, pretrained=False, contrastive_warmup_steps=-1, **TINY)
+    with pytest.raises(ValueError, match="warmup_steps"):
+        SegmentationModule(num_classes=3, pretrained=False, contrast={"warmup_steps": -1}, **TINY)
 
 
 def test_contrastive_off_twin_has_no_projectors():
-    module = SegmentationModule(num_classes=3, pretrained=False, contrastive=False, **TINY)
-    assert module.contrastive_loss is None
-    assert not module.model_has_projectors()
-    # ... but its head's maps (the projectors' inputs) can still be compared with a contrastive model's
+    module = SegmentationModule(num_classes=3, pretrained=False, contrast=None, **TINY)
+    assert module.contrastive_head is None
+    assert not any("projector" in n for n in module.state_dict())
+    # ... but its feature maps can still be compared with a contrastive model's
     feats = module.embeddings(torch.rand(1, 3, 64, 64), source="features")
-    assert [f.shape[1] for f in feats] == list(module.model.head.embed_channels)
-    assert [f.shape[-1] for f in feats] == [16, 8, 4, 2] and module.training  # state restored
+    assert [f.shape[1] for f in feats] == module.model.feature_channels
+    assert [f.shape[-1] for f in feats] == [16, 8, 4, 2]
+    with pytest.raises(ValueError, match="no contrastive head"):
+        module.embeddings(torch.rand(1, 3, 64, 64))
     with pytest.raises(ValueError, match="source"):
         module.embeddings(torch.rand(1, 3, 64, 64), source="logits")  # type: ignore[arg-type]
+
+
+def test_embeddings_are_the_same_in_train_and_eval_mode_apart_from_bn():
+    torch.manual_seed(0)
+    module = SegmentationModule(num_classes=3, pretrained=False, contrast={"embed_dim": 16}, **TINY).eval()
+    x = torch.rand(1, 3, 64, 64)
+    emb = module.embeddings(x)
+    assert [tuple(e.shape) for e in emb] == [(1, 16, 16, 16), (1, 16, 8, 8), (1, 16, 4, 4), (1, 16, 2, 2)]
+    torch.testing.assert_close(emb[0], module.contrastive_head.project(module(x).features)[0])
+
+
+def test_zero_terms_warn_once(monkeypatch):
+    import scalecontrast.engine.module as module_lib
+
+    monkeypatch.setattr(module_lib, "ZERO_TERM_STEPS", 3)
+    torch.manual_seed(0)
+    module = _quiet(SegmentationModule(num_classes=3, pretrained=False, contrast={"max_total": 300}, **TINY))
+    module.train()
+    # one class per image at stride 32 (2x2 map of a 64x64 crop) stays below min_views=5
+    batch = {"image": torch.rand(2, 3, 64, 64), "mask": _labels()}
+    import warnings
+
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        for step in range(6):
+            monkeypatch.setattr(type(module), "global_step", property(lambda self, s=step: s))
+            module.training_step(batch, step)
+    msgs = [str(w.message) for w in seen if "exactly 0" in str(w.message)]
+    assert len(msgs) == 1 and "scale_3" in msgs[0] and "min_views=5" in msgs[0]
 
 
 def test_onnx_matches_pytorch(tiny_module, tmp_path):

@@ -331,7 +331,7 @@ def test_sampler_returns_image_index():
 
 
 def test_projecting_only_sampled_rows_equals_projecting_every_pixel():
-    from scalecontrast.models.layers import Projector
+    from scalecontrast.losses import Projector
 
     g = torch.Generator().manual_seed(5)
     labels = torch.randint(0, 4, (2, 16, 16), generator=g)
