@@ -5,7 +5,7 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from .backbone import Backbone
-from .layers import Projector, resize
+from .layers import Projector, pad_to_multiple, resize, unpad
 from .output import SegmentationOutput
 
 
@@ -14,7 +14,11 @@ class SegmentationModel(nn.Module):
 
     ``forward(x)``: ``(B, 3, H, W)`` normalised with ``mean``/``std`` -> :class:`SegmentationOutput`
     with logits at ``(H, W)``; aux logits and embeddings only in training mode, so the eval graph is
-    the plain model's (and exports to ONNX).
+    the plain model's (and exports to ONNX). Any ``H, W``: an input whose sides are not multiples of
+    ``backbone.size_multiple`` (HRNet: 32) is zero-padded at the bottom and right (zero = the mean
+    colour after normalisation); the logits are upsampled at the padded size and cropped back to
+    ``(H, W)``, and each feature map is cropped to the ``ceil(h_s * H / H_padded)`` rows (likewise
+    columns) that see the image, so labels downsampled to it stay aligned. No padding on multiples.
 
     Args:
         backbone: the encoder.
@@ -49,17 +53,26 @@ class SegmentationModel(nn.Module):
     def forward_features(self, x: Tensor) -> list[Tensor]:
         """The head's maps that the projectors take, ``[(B, C_s, h_s, w_s)]`` highest resolution
         first; present with or without projectors (e.g. to compare a CE model's features)."""
-        return list(self.head(self.backbone(x)).features)
+        padded = pad_to_multiple(x, getattr(self.backbone, "size_multiple", 1))
+        features = self.head(self.backbone(padded)).features
+        return [unpad(f, x.shape[-2:], padded.shape[-2:]) for f in features] if padded is not x else list(features)
 
     def forward(self, x: Tensor) -> SegmentationOutput:
         size = x.shape[-2:]
-        out = self.head(self.backbone(x))
-        logits = resize(out.logits, size)
-        aux = resize(out.aux_logits, size) if self.training and out.aux_logits is not None else None
+        padded = pad_to_multiple(x, getattr(self.backbone, "size_multiple", 1))
+        out = self.head(self.backbone(padded))
+        padded_size = padded.shape[-2:]
+
+        def crop(t: Tensor) -> Tensor:  # a map of the padded input -> the part that sees the image
+            return t if padded is x else unpad(t, size, padded_size)
+
+        logits = crop(resize(out.logits, padded_size))
+        aux = crop(resize(out.aux_logits, padded_size)) if self.training and out.aux_logits is not None else None
+        features = [crop(f) for f in out.features]
         embeddings: list[Tensor] = []
         if self.training and self.projectors is not None:
             if self.project_sampled:
-                maps = [proj.trunk(f) for proj, f in zip(self.projectors, out.features, strict=True)]
+                maps = [proj.trunk(f) for proj, f in zip(self.projectors, features, strict=True)]
                 return SegmentationOutput(logits, aux, [], maps, [proj.project_rows for proj in self.projectors])
-            embeddings = [proj(f) for proj, f in zip(self.projectors, out.features, strict=True)]
+            embeddings = [proj(f) for proj, f in zip(self.projectors, features, strict=True)]
         return SegmentationOutput(logits, aux, embeddings)
