@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numbers
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
 import lightning as L
 from torch.utils.data import DataLoader, Dataset, Subset, default_collate
@@ -71,7 +71,7 @@ class SegmentationDataModule(L.LightningDataModule):
         train_limit: int | None = None,
         eval_limit: int | None = None,
         pin_memory: bool = False,
-        check: str = "header",
+        check: Literal["none", "header", "full"] = "header",
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
