@@ -95,7 +95,7 @@ def _size_multiple(body: nn.Module, reductions: list[int]) -> int:
     EfficientNet's TF "SAME") take any size.
     """
     if isinstance(body, HighResolutionNet):
-        return max(reductions)
+        return max(32, *reductions)  # all four branches run, whichever are kept
     multiple, patch_convs = 1, set()
     for m in body.modules():
         if isinstance(m, PatchEmbed) and not getattr(m, "dynamic_img_pad", False):
