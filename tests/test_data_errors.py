@@ -100,7 +100,9 @@ def test_truncated_file_named(folder):
     write_mask(folder / "train" / "masks" / "y.png", size=(64, 64))
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 2])
-    ds = get_dataset("folder", folder, "train")  # the header is intact: found on load
+    with pytest.raises(DataError, match=r"y\.jpg.*truncated"):  # no end marker: found by the header check
+        get_dataset("folder", folder, "train")
+    ds = get_dataset("folder", folder, "train", check="none")  # unchecked: found on load
     with pytest.raises(DataError, match=r"y\.jpg"):
         ds[1]
     with pytest.raises(DataError, match=r"y\.jpg"):

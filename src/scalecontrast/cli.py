@@ -283,7 +283,8 @@ def cmd_embed(argv: Sequence[str]) -> int:
                 "class-balanced as in training, coloured by class: one panel per scale, like the paper's figure.")
     p.add_argument("--config", type=str | None, default=None,
                    help="training config; its `data` section selects the data (default: the checkpoint's)")
-    p.add_argument("--ckpt_path", type=str, required=True, help="checkpoint (with a contrastive head unless --source features)")
+    p.add_argument("--ckpt_path", type=str, required=True,
+                   help="checkpoint (with a contrastive head unless --source features)")
     p.add_argument("--source", type=Literal["auto", "projector", "features"], default="auto",
                    help="projector: the projector embeddings; features: the model's feature maps the "
                         "projectors take (works for CE models too); auto: projector when the checkpoint has them")

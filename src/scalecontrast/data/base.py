@@ -6,7 +6,9 @@ Without a ``transform`` the image is scaled to [0, 1] and not normalised.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -16,7 +18,7 @@ from torch.utils.data import Dataset
 from torchvision import tv_tensors
 
 from .errors import DataError, MissingDataError, preview
-from .io import IMAGE_EXTENSIONS, read_image, read_mask, read_size
+from .io import IMAGE_EXTENSIONS, check_mask_mode, read_header, read_image, read_mask
 
 __all__ = [
     "IGNORE_INDEX",
@@ -31,6 +33,10 @@ __all__ = [
 
 IGNORE_INDEX = 255
 CHECKS = ("none", "header", "full")
+FULL_CHECK_HINT = (
+    'run the full check to find every bad file before training starts: check="full" '
+    "(SegmentationDataModule(check=\"full\"), command line --data.check full)"
+)
 
 Transform = Callable[[dict[str, Any]], dict[str, Any]]
 
@@ -149,10 +155,15 @@ class SegmentationDataset(Dataset):
         transform: callable on ``{"image": tv_tensors.Image uint8 (3,H,W), "mask": tv_tensors.Mask
             uint8 (H,W), "stem"}`` returning the item (see :mod:`scalecontrast.data.transforms`).
             ``None``: image as float in [0, 1], mask as int64.
-        check: ``"header"`` (default) reads every file's header at construction: catches unreadable
-            files and image/mask size mismatches early; ``"full"`` also decodes every mask and checks
-            its label values (slow on large sets); ``"none"`` skips both. Items are always checked
-            when loaded.
+        check: what to check at construction, every file pair, raising one :class:`DataError`
+            that lists the bad files: ``"header"`` (default, about 0.3 ms per pair) reads the files'
+            headers only (no pixel is decoded): unreadable files, image/mask size mismatches, colour
+            (RGB) or otherwise unsupported mask modes, and files whose end marker is missing (a
+            truncated JPEG/PNG; such a file is then decoded to tell it from one with trailing
+            data); ``"full"`` decodes every image and mask and checks the label values against the
+            classes and ignore (255) too (seconds per thousand images); ``"none"`` checks nothing.
+            Items are always checked when loaded; an error found then names the file and points
+            to ``check="full"``.
         rgb_masks: accept 3-channel masks with the id repeated in every channel.
         where: a description of the data set's location for error messages.
     """
@@ -186,6 +197,7 @@ class SegmentationDataset(Dataset):
         self.lut = lut
         self.transform = transform
         self.rgb_masks = rgb_masks
+        self.check = check
         if check != "none":
             self.verify(full=check == "full")
 
@@ -230,28 +242,56 @@ class SegmentationDataset(Dataset):
             )
         return mapped.astype(np.uint8)
 
-    def verify(self, *, full: bool = True) -> dict[str, Any]:
-        """Check every file pair; raise :class:`DataError` on the first bad one.
+    def _check_header(self, s: Sample) -> tuple[tuple[int, int], None]:
+        image, mask = read_header(s.image), read_header(s.mask)
+        check_mask_mode(s.mask, mask.mode, rgb_ok=self.rgb_masks)
+        self._check_sizes(s, (image.height, image.width), (mask.height, mask.width))
+        if not image.complete:  # no end marker: truncated, or trailing data after the image? decode
+            read_image(s.image)
+        if not mask.complete:
+            read_mask(s.mask, rgb_ok=self.rgb_masks)
+        return (image.height, image.width), None
 
-        ``full=False`` reads headers only (sizes, readability); ``full=True`` decodes every image and
-        mask and checks the label values. Returns a summary: number of images, set of image sizes,
-        and (when ``full``) the class indices seen.
+    def _check_full(self, s: Sample) -> tuple[tuple[int, int], np.ndarray]:
+        image = read_image(s.image)
+        raw = read_mask(s.mask, rgb_ok=self.rgb_masks)
+        self._check_sizes(s, image.shape[:2], raw.shape)
+        return image.shape[:2], np.unique(self.encode(raw, s.mask))
+
+    def verify(self, *, full: bool = True) -> dict[str, Any]:
+        """Check every file pair; raise one :class:`DataError` listing the bad ones.
+
+        ``full=False`` reads headers only (sizes, modes, readability, end markers; see ``check``);
+        ``full=True`` decodes every image and mask (in threads) and checks the label values.
+        Returns a summary: number of images, set of image sizes, and (when ``full``) the class
+        indices seen.
         """
-        sizes: set[tuple[int, int]] = set()
-        seen = np.zeros(256, dtype=bool)
-        for s in self.samples:
-            if full:
-                image = read_image(s.image)
-                raw = read_mask(s.mask, rgb_ok=self.rgb_masks)
-                self._check_sizes(s, image.shape[:2], raw.shape)
-                seen[np.unique(self.encode(raw, s.mask))] = True
-                sizes.add(image.shape[:2])
-            else:
-                hw = read_size(s.image)
-                self._check_sizes(s, hw, read_size(s.mask))
-                sizes.add(hw)
+        check = self._check_full if full else self._check_header
+
+        def run(s: Sample) -> tuple[Any, DataError | None]:
+            try:
+                return check(s), None
+            except DataError as err:
+                return None, err
+
+        if full:
+            with ThreadPoolExecutor(min(8, os.cpu_count() or 1)) as pool:
+                results = list(pool.map(run, self.samples))
+        else:
+            results = [run(s) for s in self.samples]
+        errors = [err for _, err in results if err is not None]
+        if len(errors) == 1:
+            raise errors[0]
+        if errors:
+            listed = "\n  ".join(str(e) for e in errors[:10])
+            more = f"\n  ... and {len(errors) - 10} more" if len(errors) > 10 else ""
+            raise DataError(f"{self.where}: {len(errors)} of {len(self.samples)} file pairs are bad:\n  {listed}{more}")
+        sizes = {tuple(hw) for (hw, _), _ in results}
         summary: dict[str, Any] = {"images": len(self.samples), "sizes": sorted(sizes)}
         if full:
+            seen = np.zeros(256, dtype=bool)
+            for (_, classes), _ in results:
+                seen[classes] = True
             summary["classes_present"] = [int(i) for i in np.flatnonzero(seen[: self.num_classes])]
             summary["has_ignore"] = bool(seen[IGNORE_INDEX])
         return summary
@@ -262,10 +302,16 @@ class SegmentationDataset(Dataset):
         """The item before any transform: ``tv_tensors.Image uint8 (3,H,W)``, ``tv_tensors.Mask uint8
         (H,W)``, stem."""
         s = self.samples[index]
-        image = read_image(s.image)
-        raw = read_mask(s.mask, rgb_ok=self.rgb_masks)
-        self._check_sizes(s, image.shape[:2], raw.shape)
-        return to_sample(image, self.encode(raw, s.mask), s.stem)
+        try:
+            image = read_image(s.image)
+            raw = read_mask(s.mask, rgb_ok=self.rgb_masks)
+            self._check_sizes(s, image.shape[:2], raw.shape)
+            mask = self.encode(raw, s.mask)
+        except DataError as err:
+            if self.check == "full":
+                raise
+            raise type(err)(f"{err}\n(found when loading item {index}; {FULL_CHECK_HINT})") from err
+        return to_sample(image, mask, s.stem)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         if not -len(self) <= index < len(self):

@@ -3,15 +3,31 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from .errors import DataError, MissingDataError
 
-__all__ = ["IMAGE_EXTENSIONS", "read_image", "read_mask", "read_size"]
+__all__ = ["IMAGE_EXTENSIONS", "Header", "check_mask_mode", "read_header", "read_image", "read_mask", "read_size"]
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
+MASK_MODES = ("L", "P", "I;16", "I;16B", "I;16L", "I")  # one class index per pixel
+RGB_MASK_MODES = ("RGB", "RGBA")  # accepted with rgb_ok: the id repeated in every channel
+# Last bytes of a complete file: JPEG's end-of-image marker, PNG's IEND chunk.
+_END_MARKERS = {"JPEG": b"\xff\xd9", "PNG": b"IEND"}
+_TAIL = 64
+
+
+class Header(NamedTuple):
+    """What a file's header says, without decoding pixels (see :func:`read_header`)."""
+
+    height: int
+    width: int
+    mode: str  # PIL mode: "RGB", "L", "P", "I;16" ...
+    channels: int
+    complete: bool  # False: a JPEG/PNG without its end marker in the last bytes (truncated?)
 
 
 def _open(path: Path) -> Image.Image:
@@ -21,6 +37,41 @@ def _open(path: Path) -> Image.Image:
         raise MissingDataError(f"file not found: {path}") from err
     except (UnidentifiedImageError, OSError) as err:
         raise DataError(f"cannot read image file {path}: {err}") from err
+
+
+def _ends_with_marker(path: Path, fmt: str | None) -> bool:
+    marker = _END_MARKERS.get(fmt or "")
+    if marker is None:
+        return True
+    with open(path, "rb") as f:
+        f.seek(0, 2)
+        f.seek(max(f.tell() - _TAIL, 0))
+        return marker in f.read()
+
+
+def read_header(path: str | Path) -> Header:
+    """Size, mode and channel count of an image file from its header, and whether its last bytes
+    hold the format's end marker (JPEG ``FFD9``, PNG ``IEND``): cheap, no pixel is decoded.
+
+    A file without the marker is likely truncated, but may instead carry trailing data after a
+    complete image; decode it (:func:`read_image`, :func:`read_mask`) to tell.
+    """
+    path = Path(path)
+    with _open(path) as im:
+        header = (im.height, im.width, im.mode, len(im.getbands()))
+        fmt = im.format
+    return Header(*header, complete=_ends_with_marker(path, fmt))
+
+
+def check_mask_mode(path: str | Path, mode: str, *, rgb_ok: bool = False) -> None:
+    """Raise :class:`DataError` naming ``path`` unless a mask of PIL ``mode`` can hold class indices."""
+    if mode in RGB_MASK_MODES and not rgb_ok:
+        raise DataError(
+            f"mask {path} has {len(mode)} channels (mode {mode}), a colour-coded mask? Expected a single-channel "
+            "mask of class indices (8-bit greyscale or palette PNG)"
+        )
+    if mode not in MASK_MODES + RGB_MASK_MODES:
+        raise DataError(f"mask {path} has unsupported image mode {mode!r}; expected one of {', '.join(MASK_MODES)}")
 
 
 def read_size(path: str | Path) -> tuple[int, int]:
@@ -62,14 +113,13 @@ def read_mask(path: str | Path, *, rgb_ok: bool = False) -> np.ndarray:
         try:
             im.load()
             mode = im.mode
-            if mode in ("RGB", "RGBA"):
+            check_mask_mode(path, mode, rgb_ok=True)  # 3 channels: checked below
+            if mode in RGB_MASK_MODES:
                 arr = np.asarray(im.convert("RGB"))
-            elif mode in ("I;16", "I;16B", "I;16L", "I"):
-                arr = np.asarray(im, dtype=np.int32)
             elif mode in ("L", "P"):
                 arr = np.asarray(im)
             else:
-                raise DataError(f"mask {path} has unsupported image mode {mode!r}")
+                arr = np.asarray(im, dtype=np.int32)
         except (OSError, SyntaxError) as err:
             raise DataError(f"cannot decode mask {path} (truncated or corrupt?): {err}") from err
     if arr.ndim == 3:

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
+import numbers
+from collections.abc import Sequence
+from typing import Any, Literal
 
 import lightning as L
-from torch.utils.data import DataLoader, Dataset, Subset
+from torch.utils.data import DataLoader, Dataset, Subset, default_collate
 
-from scalecontrast.data import eval_transforms, get_dataset, train_transforms
+from scalecontrast.data import DATASETS, eval_transforms, get_dataset, train_transforms
+from scalecontrast.data.base import CHECKS
+from scalecontrast.data.io import read_size
 
 __all__ = ["SegmentationDataModule"]
 
@@ -24,10 +28,21 @@ class SegmentationDataModule(L.LightningDataModule):
         root: the data folder (ignored by "synthetic").
         train_split, val_split, test_split: split names.
         batch_size: training batch per process (the global batch is ``batch_size x devices``).
-        eval_batch_size: validation/test batch per process (1 handles images of any size).
+        eval_batch_size: validation/test batch per process. Evaluation keeps every image's original
+            size, so a batch > 1 needs images of one size (CamVid: all 360x480); with mixed sizes
+            ``setup`` (or, for data sets without files, the first such batch) raises an error that
+            names the sizes and asks for ``eval_batch_size=1``, which handles any size.
         num_workers: loader processes.
-        crop_size, scale_range, aspect_range, crop_max_ratio, hflip, color_jitter: training
-            augmentation (see :func:`scalecontrast.data.train_transforms`).
+        crop_size: the training crop, ``[height, width]``, or one int (or ``[n]``) for a square.
+        scale_range, aspect_range: ``[min, max]`` with ``0 < min <= max``.
+        crop_max_ratio, hflip, color_jitter: training augmentation (see
+            :func:`scalecontrast.data.train_transforms`); ``0 < crop_max_ratio <= 1``,
+            ``0 <= hflip <= 1``.
+        check: start-up check of every file pair when the data sets are built: ``"header"``
+            (default; headers only: readable, sizes agree, single-channel masks, not truncated;
+            about 0.2 s for CamVid's 701 pairs), ``"full"`` (decodes everything and checks label
+            values, seconds per thousand images), ``"none"``. See
+            :class:`scalecontrast.data.SegmentationDataset`. Not used by "synthetic".
         dataset_kwargs: extra keyword arguments for every split (e.g. ``{"experiment": 2}`` for
             CaDIS, ``{"size": 96}`` for synthetic); ``train_kwargs``/``eval_kwargs`` per phase.
         train_limit, eval_limit: use only the first N items (quick runs and tests).
@@ -44,7 +59,7 @@ class SegmentationDataModule(L.LightningDataModule):
         batch_size: int = 8,
         eval_batch_size: int = 1,
         num_workers: int = 0,
-        crop_size: list[int] = [512, 512],  # noqa: B006 - shown as the default by the CLI
+        crop_size: int | list[int] = [512, 512],  # noqa: B006 - shown as the default by the CLI
         scale_range: list[float] = [0.5, 2.0],  # noqa: B006
         aspect_range: list[float] = [0.9, 1.1],  # noqa: B006
         crop_max_ratio: float = 0.75,
@@ -56,10 +71,37 @@ class SegmentationDataModule(L.LightningDataModule):
         train_limit: int | None = None,
         eval_limit: int | None = None,
         pin_memory: bool = False,
+        check: Literal["none", "header", "full"] = "header",
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
+        self._validate()
         self.datasets: dict[str, Dataset] = {}
+
+    def _validate(self) -> None:
+        """Check the options up front (clear errors instead of failures deep in a loader), and
+        normalise ``crop_size`` to ``[height, width]``."""
+        hp = self.hparams
+        if str(hp.dataset).lower().replace("-", "_") not in DATASETS:
+            names = ", ".join(sorted(DATASETS))
+            raise ValueError(f"data.dataset: unknown dataset {hp.dataset!r}; valid names: {names}")
+        hp.crop_size = _crop_size(hp.crop_size)
+        hp.scale_range = _range("scale_range", hp.scale_range)
+        hp.aspect_range = _range("aspect_range", hp.aspect_range)
+        if not _is_number(hp.crop_max_ratio) or not 0 < hp.crop_max_ratio <= 1:
+            raise ValueError(f"data.crop_max_ratio must be in (0, 1], got {hp.crop_max_ratio!r}")
+        if not _is_number(hp.hflip) or not 0 <= hp.hflip <= 1:
+            raise ValueError(f"data.hflip is a probability in [0, 1], got {hp.hflip!r}")
+        for name in ("batch_size", "eval_batch_size"):
+            if not _is_int(hp[name]) or hp[name] < 1:
+                raise ValueError(f"data.{name} must be an integer >= 1, got {hp[name]!r}")
+        if not _is_int(hp.num_workers) or hp.num_workers < 0:
+            raise ValueError(f"data.num_workers must be an integer >= 0, got {hp.num_workers!r}")
+        for name in ("train_limit", "eval_limit"):
+            if hp[name] is not None and (not _is_int(hp[name]) or hp[name] < 1):
+                raise ValueError(f"data.{name} must be an integer >= 1 or null (all items), got {hp[name]!r}")
+        if hp.check not in CHECKS:
+            raise ValueError(f"data.check must be one of {', '.join(CHECKS)}, got {hp.check!r}")
 
     # ----------------------------------------------------------------------------------------
     def make_dataset(self, split: str, train: bool = False) -> Dataset:
@@ -73,6 +115,8 @@ class SegmentationDataModule(L.LightningDataModule):
         else:
             transform = eval_transforms(mean=None, std=None)
         kw = {**(hp.dataset_kwargs or {}), **((hp.train_kwargs if train else hp.eval_kwargs) or {})}
+        if str(hp.dataset).lower() != "synthetic":  # file-backed: the start-up check
+            kw.setdefault("check", hp.check)
         ds = get_dataset(hp.dataset, hp.root, split, transform=transform, **kw)
         limit = hp.train_limit if train else hp.eval_limit
         if limit is not None and limit < len(ds):
@@ -84,7 +128,10 @@ class SegmentationDataModule(L.LightningDataModule):
 
     def _get(self, key: str, split: str, train: bool = False) -> Dataset:
         if key not in self.datasets:
-            self.datasets[key] = self.make_dataset(split, train=train)
+            ds = self.make_dataset(split, train=train)
+            if not train and self.hparams.eval_batch_size > 1:
+                _check_one_size(ds, split, self.hparams.eval_batch_size)
+            self.datasets[key] = ds
         return self.datasets[key]
 
     def setup(self, stage: str | None = None) -> None:
@@ -124,20 +171,100 @@ class SegmentationDataModule(L.LightningDataModule):
         return len(self.classes)
 
     # ----------------------------------------------------------------------------------------
-    def _loader(self, ds: Dataset, batch_size: int, train: bool) -> DataLoader:
+    def _loader(self, ds: Dataset, batch_size: int, train: bool, split: str = "") -> DataLoader:
         workers = int(self.hparams.num_workers)
+        collate = None if train or batch_size == 1 else SameSizeCollate(split)
         return DataLoader(ds, batch_size=batch_size, shuffle=train, drop_last=train and len(ds) >= batch_size,
                           num_workers=workers, pin_memory=self.hparams.pin_memory,
-                          persistent_workers=workers > 0)
+                          persistent_workers=workers > 0, collate_fn=collate)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader(self._get("train", self.hparams.train_split, True), self.hparams.batch_size, True)
 
     def val_dataloader(self) -> DataLoader:
-        return self._loader(self._get("val", self.hparams.val_split), self.hparams.eval_batch_size, False)
+        split = self.hparams.val_split
+        return self._loader(self._get("val", split), self.hparams.eval_batch_size, False, split)
 
     def predict_dataloader(self) -> DataLoader:
         return self.test_dataloader()
 
     def test_dataloader(self) -> DataLoader:
-        return self._loader(self._get("test", self.hparams.test_split), self.hparams.eval_batch_size, False)
+        split = self.hparams.test_split
+        return self._loader(self._get("test", split), self.hparams.eval_batch_size, False, split)
+
+
+# -- option checks -----------------------------------------------------------------------------
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, numbers.Integral) and not isinstance(v, bool)
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, numbers.Real) and not isinstance(v, bool)
+
+
+def _crop_size(value: Any) -> list[int]:
+    """``n``, ``[n]`` (square) or ``[height, width]`` -> ``[height, width]``, positive ints."""
+    size = None
+    if _is_int(value):
+        size = [value]
+    elif isinstance(value, Sequence) and not isinstance(value, str):
+        size = list(value)
+    if size is not None and len(size) == 1:
+        size = size * 2
+    if size is None or len(size) != 2 or not all(_is_int(v) and v > 0 for v in size):
+        raise ValueError(
+            f"data.crop_size must be [height, width] or one int for a square crop (e.g. 512 or [512]), "
+            f"positive integers; got {value!r}"
+        )
+    return [int(v) for v in size]
+
+
+def _range(name: str, value: Any) -> list[float]:
+    ok = isinstance(value, Sequence) and not isinstance(value, str) and len(value) == 2
+    if not ok or not all(_is_number(v) for v in value) or not 0 < value[0] <= value[1]:
+        raise ValueError(f"data.{name} must be [min, max] with 0 < min <= max, got {value!r}")
+    return [float(v) for v in value]
+
+
+# -- evaluation batches of one size --------------------------------------------------------------
+
+def _mixed_sizes(split: str, sizes: dict[tuple[int, ...], str], batch_size: int) -> str:
+    shown = ", ".join(f"{'x'.join(map(str, hw))} (e.g. {stem})" for hw, stem in list(sizes.items())[:5])
+    more = f" and {len(sizes) - 5} more sizes" if len(sizes) > 5 else ""
+    return (
+        f"{split or 'evaluation'} split: images of different sizes, {shown}{more}, cannot be batched with "
+        f"eval_batch_size={batch_size}: evaluation keeps each image's original size. Set eval_batch_size "
+        "to 1 (--data.eval_batch_size 1), which handles any size."
+    )
+
+
+def _check_one_size(ds: Dataset, split: str, batch_size: int) -> None:
+    """Raise if a file-backed evaluation set holds images of several sizes (file headers only)."""
+    base, indices = (ds.dataset, ds.indices) if isinstance(ds, Subset) else (ds, None)
+    samples = getattr(base, "samples", None)
+    if samples is None:  # no files (synthetic): SameSizeCollate catches it per batch
+        return
+    if indices is not None:
+        samples = [samples[i] for i in indices]
+    sizes: dict[tuple[int, ...], str] = {}
+    for s in samples:
+        sizes.setdefault(read_size(s.image), s.stem)
+    if len(sizes) > 1:
+        raise ValueError(_mixed_sizes(split, sizes, batch_size))
+
+
+class SameSizeCollate:
+    """``default_collate`` for evaluation batches, with an error naming the sizes (and stems) when
+    the items of one batch differ in size, instead of ``torch.stack``'s bare one."""
+
+    def __init__(self, split: str = "") -> None:
+        self.split = split
+
+    def __call__(self, items: list[dict[str, Any]]) -> Any:
+        sizes: dict[tuple[int, ...], str] = {}
+        for item in items:
+            sizes.setdefault(tuple(item["image"].shape[-2:]), str(item.get("stem", "?")))
+        if len(sizes) > 1:
+            raise ValueError(_mixed_sizes(self.split, sizes, len(items)))
+        return default_collate(items)

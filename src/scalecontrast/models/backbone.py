@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import math
 import os
 
 import timm
 import torch
 import torch.nn.functional as F
-from timm.layers import Conv2dSame
+from timm.layers import AvgPool2dSame, Conv2dSame, PatchEmbed
+from timm.layers.pool2d_same import MaxPool2dSame
+from timm.models.hrnet import HighResolutionNet
 from torch import Tensor, nn
 
 from scalecontrast.constants import IMAGENET_MEAN, IMAGENET_STD
@@ -68,6 +71,41 @@ def _timm_kwargs(name: str, output_stride: int | None) -> dict:
     return kw
 
 
+def _drops_border(m: nn.Module) -> bool:
+    """A strided conv or pooling whose output is ``floor(n / stride)``-like, i.e. that ignores the
+    last rows/columns of inputs whose size is not a multiple of its stride (ConvNeXt's 4x4/4 stem)."""
+    if isinstance(m, Conv2dSame | AvgPool2dSame | MaxPool2dSame) or getattr(m, "ceil_mode", False):
+        return False  # TF "SAME" padding (computed per input) or ceil mode: every pixel is seen
+    if not isinstance(m, nn.Conv2d | nn.MaxPool2d | nn.AvgPool2d):
+        return False
+    pair = nn.modules.utils._pair
+    kernel, stride = pair(m.kernel_size), pair(m.stride or m.kernel_size)
+    padding = (0, 0) if isinstance(m.padding, str) else pair(m.padding)
+    dilation = pair(getattr(m, "dilation", 1))
+    return any(s > 1 and 2 * p < d * (k - 1) for k, s, p, d in zip(kernel, stride, padding, dilation, strict=True))
+
+
+def _size_multiple(body: nn.Module, reductions: list[int]) -> int:
+    """The multiple both input sides must be for ``body`` to run and see every pixel (1: any size).
+
+    HRNet fuses its branches by exact 2x up/downsampling, and a network with a strided layer that
+    drops trailing pixels (ConvNeXt's patchify stem and downsamplers) loses the border: both need
+    their largest reduction (32). A patch embedding (Swin) needs its patch size (timm pads windows
+    and odd patch-merging inputs). Convolutions padded to ``ceil(n / stride)`` outputs (ResNet,
+    EfficientNet's TF "SAME") take any size.
+    """
+    if isinstance(body, HighResolutionNet):
+        return max(32, *reductions)  # all four branches run, whichever are kept
+    multiple, patch_convs = 1, set()
+    for m in body.modules():
+        if isinstance(m, PatchEmbed) and not getattr(m, "dynamic_img_pad", False):
+            multiple = math.lcm(multiple, *m.patch_size)
+            patch_convs.update(id(c) for c in m.modules())
+    if any(id(m) not in patch_convs and _drops_border(m) for m in body.modules()):
+        return max(reductions)
+    return multiple
+
+
 class Backbone(nn.Module):
     """Multi-scale encoder: ``(B, 3, H, W) -> [(B, C_i, H/r_i, W/r_i)]``, highest resolution first.
 
@@ -87,6 +125,9 @@ class Backbone(nn.Module):
 
     Attributes:
         channels, reductions: per kept feature map. ``mean``, ``std``: input normalisation.
+        size_multiple: the multiple that both input sides must be for the network to run and see
+            every pixel (HRNet, ConvNeXt: 32; Swin: its patch size; ResNet, EfficientNet: 1, they
+            take any size); :class:`SegmentationModel` pads its input to it. Settable.
     """
 
     def __init__(
@@ -121,6 +162,7 @@ class Backbone(nn.Module):
         self.name = name
         self.channels: list[int] = list(self.body.feature_info.channels())
         self.reductions: list[int] = list(self.body.feature_info.reduction())
+        self.size_multiple: int = _size_multiple(self.body, self.reductions)
         cfg = getattr(self.body, "pretrained_cfg", None) or {}
         self.mean: tuple[float, ...] = tuple(cfg.get("mean", IMAGENET_MEAN))
         self.std: tuple[float, ...] = tuple(cfg.get("std", IMAGENET_STD))

@@ -29,6 +29,35 @@ def resize(x: Tensor, size: tuple[int, int] | torch.Size) -> Tensor:
     return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
 
 
+def pad_to_multiple(x: Tensor, multiple: int) -> Tensor:
+    """Zero-pad ``(B, C, H, W)`` at the bottom and right to the next multiples of ``multiple``.
+
+    Zero is the mean colour once normalised, as mmsegmentation pads. Returns ``x`` itself when both
+    sides already are multiples (or ``multiple <= 1``); while tracing or exporting with symbolic
+    sizes it always pads (by 0 where nothing is missing) so the graph holds for every input size.
+    Undo with :func:`unpad`.
+    """
+    if multiple <= 1:
+        return x
+    h, w = x.shape[-2:]
+    ph, pw = (-h) % multiple, (-w) % multiple
+    static = isinstance(ph, int) and isinstance(pw, int) and not torch.jit.is_tracing()
+    if static and ph == 0 and pw == 0:
+        return x
+    return F.pad(x, (0, pw, 0, ph))
+
+
+def unpad(x: Tensor, size: tuple[int, int] | torch.Size, padded_size: tuple[int, int] | torch.Size) -> Tensor:
+    """Crop a map computed from an input padded by :func:`pad_to_multiple` to the unpadded part.
+
+    ``x`` ``(B, C, h, w)`` covers the padded input ``padded_size = (Hp, Wp)``; keeps the top-left
+    ``(ceil(h * H / Hp), ceil(w * W / Wp))`` cells, those that see at least one pixel of the
+    ``size = (H, W)`` input (at the input size: exactly ``(H, W)``).
+    """
+    (h, w), (hh, ww), (hp, wp) = x.shape[-2:], size, padded_size
+    return x[..., : -(-h * hh // hp), : -(-w * ww // wp)]
+
+
 def _bin_edges(n: int, bins: int, device: torch.device) -> tuple[Tensor, Tensor]:
     """Start (floor) and end (ceil) indices of PyTorch's adaptive pooling bins along one axis."""
     i = torch.arange(bins, device=device)
