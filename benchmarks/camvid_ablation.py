@@ -64,7 +64,7 @@ def train_args(args, head: str, setting: str, seed: int, out: Path, extra: Seque
         "--data.crop_size", json.dumps(args.crop),
         "--data.batch_size", str(args.batch),
         "--data.num_workers", str(args.workers),
-    ] + (["--model.scale_weights", json.dumps([0.0] * (NUM_MAPS[head] - 1) + [1.0])]
+    ] + (["--model.contrast.scale_weights", json.dumps([0.0] * (NUM_MAPS[head] - 1) + [1.0])]
          if setting == "ss" and head in NUM_MAPS else []) + list(extra)
 
 

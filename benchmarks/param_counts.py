@@ -15,6 +15,7 @@ import sys
 
 import torch
 
+from scalecontrast.losses import ContrastiveHead
 from scalecontrast.models import create_model
 
 # (head, backbone, classes, published params in millions or None, source of the published number)
@@ -37,12 +38,12 @@ CONFIGS = [
 
 
 def count(head: str, backbone: str, classes: int) -> tuple[int, int]:
-    """(parameters without projectors, projector parameters) of ``create_model(head, backbone, classes)``."""
+    """(model parameters, projector parameters of its ContrastiveHead) for ``create_model(head, backbone,
+    classes)``; the projectors are training-only and never part of the model."""
     with torch.device("meta"):
-        model = create_model(head, backbone, classes, contrastive=True, embed_dim=256)
-    proj = sum(p.numel() for p in model.projectors.parameters())
-    total = sum(p.numel() for p in model.parameters())
-    return total - proj, proj
+        model = create_model(head, backbone, classes)
+        head_ = ContrastiveHead(model.feature_channels, embed_dim=256)
+    return sum(p.numel() for p in model.parameters()), sum(p.numel() for p in head_.parameters())
 
 
 def main(argv: list[str] | None = None) -> int:

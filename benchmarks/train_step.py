@@ -1,10 +1,10 @@
-"""Cost of the contrastive supervision: training-step time and inference speed, CE vs MS+CS.
+"""Cost of the contrastive supervision: training-step time, CE vs MS+CS.
 
-Times full training steps (forward, CE (+ 0.1 x contrastive), backward, SGD step) of the CamVid
+Times full training steps (forward, CE (+ 0.1 x contrastive head), backward, SGD step) of the CamVid
 model on real CamVid batches (the training augmentation, so the sampled anchor counts are the real
 ones), with the contrastive loss at the paper's sampling settings (max_views 2500, max_total 10000)
-and at the CPU configs' caps; then inference images/s in eval mode of the model built with and
-without projectors. Prints Markdown tables.
+and at the CPU configs' caps. Prints a Markdown table. (The model is the same with and without the
+contrastive head, so inference costs the same: the head is training-only.)
 
     python benchmarks/train_step.py --data-root ../shared/data/camvid [--head fpn] [--steps 10]
 """
@@ -20,21 +20,17 @@ import torch
 import torch.nn.functional as F
 
 from scalecontrast import create_model
-from scalecontrast.data import HALF_MEAN, HALF_STD, eval_transforms, get_dataset, train_transforms
-from scalecontrast.losses import MultiScaleContrastiveLoss
+from scalecontrast.data import HALF_MEAN, HALF_STD, get_dataset, train_transforms
+from scalecontrast.losses import ContrastiveHead
 
 PAPER_CAPS = dict(max_views=2500, max_total=10000)
-LAZY = {"project_sampled": True}
-# name -> (loss options or None for CE, model options)
+# name -> (ContrastiveHead options or None for CE, model options)
 SETTINGS: dict[str, tuple[dict | None, dict]] = {
     "CE": (None, {}),
-    "CE, projectors run on every pixel but unused": (dict(scale_weights=(0.0, 0.0, 0.0, 0.0), cross_scale=False), {}),
-    "CE + 0.1 MS+CS (paper caps: 2500 views, 10000 total), every pixel projected": (PAPER_CAPS, {}),
-    "CE + 0.1 MS+CS (paper caps), project_sampled (the default)": (PAPER_CAPS, LAZY),
-    "CE + 0.1 MS+CS (CPU config caps: 500 views, 2000 total), project_sampled": (
-        dict(max_views=500, max_total=2000), LAZY),
-    "CE + 0.1 MS+CS (paper caps), project_sampled, taps at the backbone stages (embed_from=backbone)": (
-        PAPER_CAPS, {**LAZY, "embed_from": "backbone"}),
+    "CE + 0.1 MS+CS (paper caps: 2500 views, 10000 total)": (PAPER_CAPS, {}),
+    "CE + 0.1 MS+CS (CPU config caps: 500 views, 2000 total)": (dict(max_views=500, max_total=2000), {}),
+    "CE + 0.1 MS+CS (paper caps), taps at the backbone stages (embed_from=backbone)": (
+        PAPER_CAPS, {"embed_from": "backbone"}),
 }
 
 
@@ -56,41 +52,23 @@ def time_training(head: str, data, settings: dict, warmup: int) -> dict[str, flo
     runs = {}
     for name, (caps, model_kwargs) in settings.items():
         torch.manual_seed(0)
-        model = create_model(head, "tf_efficientnet_lite0", 11, contrastive=caps is not None, **model_kwargs).train()
-        loss_fn = MultiScaleContrastiveLoss(**caps) if caps is not None else None
-        runs[name] = (model, loss_fn, torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9), [])
+        model = create_model(head, "tf_efficientnet_lite0", 11, **model_kwargs).train()
+        contrast = ContrastiveHead(model.feature_channels, **caps).train() if caps is not None else None
+        params = list(model.parameters()) + (list(contrast.parameters()) if contrast is not None else [])
+        runs[name] = (model, contrast, torch.optim.SGD(params, lr=0.01, momentum=0.9), [])
     for i, (images, masks) in enumerate(data):
-        for model, loss_fn, opt, times in runs.values():
+        for model, contrast, opt, times in runs.values():
             t = time.perf_counter()
             out = model(images)
             loss = F.cross_entropy(out.logits, masks, ignore_index=255)
-            if loss_fn is not None and not any(loss_fn.scale_weights) and not loss_fn.cross_scale:
-                loss = loss + sum(e.sum() for e in out.embeddings) * 0.0  # backward through the projectors
-            elif loss_fn is not None:
-                maps, projections = out.contrastive_inputs()
-                loss = loss + 0.1 * loss_fn(maps, masks, projections=projections)
+            if contrast is not None:
+                loss = loss + 0.1 * contrast(out.features, masks)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             if i >= warmup:
                 times.append(time.perf_counter() - t)
     return {name: statistics.median(run[3]) for name, run in runs.items()}
-
-
-@torch.no_grad()
-def time_inference(head: str, root: str, n: int) -> dict[str, float]:
-    ds = get_dataset("camvid", root, "test", transform=eval_transforms(mean=HALF_MEAN, std=HALF_STD))
-    images = [ds[i]["image"][None] for i in range(n)]
-    out = {}
-    for contrastive in (False, True):
-        model = create_model(head, "tf_efficientnet_lite0", 11, contrastive=contrastive).eval()
-        model(images[0])
-        t = time.perf_counter()
-        for x in images:
-            model(x)
-        out["with projectors (contrastive=True)" if contrastive else "plain (contrastive=False)"] = (
-            n / (time.perf_counter() - t))
-    return out
 
 
 def main() -> None:
@@ -101,7 +79,6 @@ def main() -> None:
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--warmup", type=int, default=2)
-    p.add_argument("--images", type=int, default=20)
     args = p.parse_args()
     data = batches(args.data_root, args.crop, args.batch, args.steps + args.warmup)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; {args.head} + tf_efficientnet_lite0, "
@@ -112,10 +89,6 @@ def main() -> None:
     print("| training step | seconds | relative to CE |\n|---|---|---|")
     for name, sec in train.items():
         print(f"| {name} | {sec:.3f} | {sec / base:.2f}x |")
-    infer = time_inference(args.head, args.data_root, args.images)
-    print("\n| inference, eval mode, one 360x480 image | images/s |\n|---|---|")
-    for name, ips in infer.items():
-        print(f"| {name} | {ips:.2f} |")
 
 
 if __name__ == "__main__":

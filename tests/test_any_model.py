@@ -194,3 +194,38 @@ def test_cli_num_classes_defaults_to_the_data(tmp_path):
                          "--data.dataset", "synthetic", "--trainer.default_root_dir", str(tmp_path)], run=False)
     assert cli.model.num_classes == K
     assert Path(tmp_path).is_dir()
+
+
+TORCHVISION_YAML = """
+model:
+  model:
+    class_path: torchvision.models.segmentation.deeplabv3_mobilenet_v3_large
+    init_args: {weights: null, weights_backbone: null, num_classes: 5, aux_loss: true}
+  taps: [backbone.2, backbone.4, backbone.7, backbone.16]
+"""
+HF_YAML = """
+model:
+  model:
+    class_path: transformers.SegformerForSemanticSegmentation
+    init_args:
+      config:
+        class_path: transformers.SegformerConfig
+        init_args: {depths: [1, 1, 1, 1]}
+        dict_kwargs: {num_labels: 5}
+  taps: [segformer.stages.0, segformer.stages.1, segformer.stages.2, segformer.stages.3]
+"""
+
+
+@pytest.mark.parametrize(("text", "cls", "channels"), [
+    (TORCHVISION_YAML, "DeepLabV3", [24, 40, 80, 960]),
+    (HF_YAML, "SegformerForSemanticSegmentation", [32, 64, 160, 256]),
+], ids=["torchvision", "transformers"])
+def test_readme_class_path_configs_build(tmp_path, text, cls, channels):
+    from scalecontrast.cli import run_lightning
+
+    cfg = tmp_path / "model.yaml"
+    cfg.write_text(text + "data:\n  dataset: synthetic\n")
+    cli = run_lightning(["--config", str(cfg), "--trainer.default_root_dir", str(tmp_path)], run=False)
+    assert type(cli.model.model.model).__name__ == cls
+    assert cli.model.model.feature_channels == channels and cli.model.num_classes == K
+    assert cli.model.contrastive_head is not None
