@@ -43,7 +43,7 @@ def test_onnx_dynamic_size(tmp_path, head, backbone, opts):
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     for shape in [(1, 3, 96, 160), (3, 3, 128, 64), (1, 3, 100, 70)]:
         x = torch.randn(*shape)
-        (got,) = session.run(None, {"image": x.numpy()})
+        (got,) = session.run(["logits"], {"image": x.numpy()})  # the first output; aux and features follow
         with torch.no_grad():
             want = model(x).logits
         assert got.shape == tuple(want.shape) == (shape[0], 5, *shape[2:])

@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from scalecontrast.engine.module import SegmentationModule
@@ -88,11 +87,10 @@ class InferenceModel(nn.Module):
 
     def forward(self, image: Tensor) -> Tensor:
         from scalecontrast.models import model_logits
+        from scalecontrast.models.layers import resize
 
         logits = model_logits(self.model((image - self.mean) / self.std))[0]
-        if logits.shape[-2:] != image.shape[-2:]:
-            logits = F.interpolate(logits, size=image.shape[-2:], mode="bilinear", align_corners=False)
-        return logits
+        return resize(logits, image.shape[-2:])
 
 
 def export_onnx(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import NamedTuple
 
 import torch
@@ -21,10 +22,18 @@ class ConvBNReLU(nn.Sequential):
         )
 
 
+def same_size(a: Sequence[int], b: Sequence[int]) -> bool:
+    """``a == b`` for sizes, ``False`` when that is unknown while tracing with symbolic shapes (no guard
+    is added, so an export keeps its dynamic height and width)."""
+    from torch.fx.experimental.symbolic_shapes import statically_known_true
+
+    return len(a) == len(b) and all(statically_known_true(i == j) for i, j in zip(a, b))
+
+
 def resize(x: Tensor, size: tuple[int, int] | torch.Size) -> Tensor:
     """Bilinear resize of ``(B, C, h, w)`` to ``(B, C, *size)`` (``align_corners=False``); ``x``
     itself when it is already that size."""
-    if tuple(x.shape[-2:]) == tuple(size):
+    if same_size(x.shape[-2:], size):
         return x
     return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
 
