@@ -253,3 +253,29 @@ def test_onnx_matches_pytorch(tiny_module, tmp_path):
     path = export_onnx(tiny_module, tmp_path / "m.onnx", sample_size=(64, 96), dynamo=False)
     worst = check_onnx(path, tiny_module, sizes=((64, 96), (96, 64), (72, 100)), atol=1e-4, rtol=1e-4)
     assert worst < 1e-4
+
+
+def test_channels_last_default_and_fallback():
+    module = SegmentationModule(num_classes=3, contrast={"embed_dim": 8}, **TINY)
+    assert module.channels_last
+    conv = next(m for m in module.model.modules() if isinstance(m, nn.Conv2d) and m.kernel_size == (3, 3))
+    assert conv.weight.is_contiguous(memory_format=torch.channels_last)
+    x = torch.rand(1, 3, 64, 64)
+    plain = SegmentationModule(num_classes=3, contrast={"embed_dim": 8}, channels_last=False, **TINY)
+    plain.load_state_dict(module.state_dict())
+    with torch.no_grad():
+        torch.testing.assert_close(module.eval().logits(x), plain.eval().logits(x), rtol=1e-4, atol=1e-4)
+
+    class Viewing(nn.Module):  # a client model that cannot take a channels-last input
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(3, 3, 3, padding=1)
+
+        def forward(self, x):
+            y = self.conv(x)
+            return y.view(y.shape[0], -1).view_as(y)
+
+    with pytest.warns(UserWarning, match="channels-last"):
+        fallback = SegmentationModule(model=Viewing(), contrast=None)
+    assert not fallback.channels_last
+    assert fallback.logits(torch.rand(1, 3, 16, 16)).shape == (1, 3, 16, 16)

@@ -362,3 +362,17 @@ def test_models_layering_and_top_level_exports():
         "assert not bad, bad"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+@pytest.mark.parametrize(("head", "backbone", "opts", "has_aux", "n_scales"), CASES, ids=lambda v: v)
+def test_channels_last_gives_the_same_outputs(head, backbone, opts, has_aux, n_scales):
+    import copy
+
+    model = build(head, backbone, opts).eval()
+    fast = copy.deepcopy(model).to(memory_format=torch.channels_last)
+    x = torch.randn(2, 3, 64, 96)
+    with torch.no_grad():
+        want, got = model(x), fast(x.contiguous(memory_format=torch.channels_last))
+    torch.testing.assert_close(got.logits, want.logits, rtol=1e-4, atol=1e-4)
+    for a, b in zip(got.features, want.features, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)

@@ -49,6 +49,28 @@ def _class_path(obj: Any) -> str:
     return f"{cls.__module__}.{cls.__qualname__}"
 
 
+def _supports_channels_last(model: nn.Module) -> bool:
+    """Whether ``model`` runs on a channels-last input (scalecontrast's own models do; a wrapped client
+    model is tried once on a small zero input, on a copy so that nothing of it changes)."""
+    from scalecontrast.models import WrappedModel
+
+    if not isinstance(model, WrappedModel):
+        return True
+    import copy
+
+    probe = copy.deepcopy(model).eval().to(memory_format=torch.channels_last)
+    param = next(probe.parameters(), None)
+    x = torch.zeros(1, 3, 64, 64, device=param.device if param is not None else None)
+    try:
+        with torch.no_grad():
+            probe(x.contiguous(memory_format=torch.channels_last))
+    except RuntimeError as err:
+        warnings.warn(f"{type(model.model).__name__} does not run in the channels-last memory format "
+                      f"({str(err).splitlines()[0][:200]}); keeping the default layout", stacklevel=3)
+        return False
+    return True
+
+
 class SegmentationModule(L.LightningModule):
     """Semantic segmentation of any model, with optional multi-scale / cross-scale contrastive supervision.
 
@@ -79,6 +101,11 @@ class SegmentationModule(L.LightningModule):
             given; saved in checkpoints). ``class_groups`` adds ``mIoU_<group>`` numbers.
         mean, std: input normalisation.
         log_images: how many validation predictions to send to TensorBoard per validation.
+        channels_last: run the model (and the contrastive head) in the channels-last memory format, with
+            the input batches converted to it (1.4-1.75x faster convolutions on CPU, the fast path of
+            tensor cores on GPU; same outputs up to float rounding). A wrapped model that fails in that
+            layout (e.g. a ``.view`` on a non-contiguous tensor) keeps the default one, with a warning.
+        compile: ``torch.compile`` the model's forward (off by default: see the README for when it pays).
     """
 
     def __init__(
@@ -104,6 +131,8 @@ class SegmentationModule(L.LightningModule):
         mean: list[float] | None = None,
         std: list[float] | None = None,
         log_images: int = 4,
+        channels_last: bool = True,
+        compile: bool = False,
     ) -> None:
         super().__init__()
         with warnings.catch_warnings():  # a model instance is dropped from the hyper-parameters below
@@ -157,6 +186,14 @@ class SegmentationModule(L.LightningModule):
         self.last_scores: dict[str, Tensor] = {}
         self._zero_steps: dict[str, Tensor] = {}
         self._zero_warned: set[str] = set()
+        self.channels_last = bool(channels_last) and _supports_channels_last(self.model)
+        if self.channels_last:
+            self.model.to(memory_format=torch.channels_last)
+            if self.contrastive_head is not None:
+                self.contrastive_head.to(memory_format=torch.channels_last)
+        # Not a registered submodule: the compiled wrapper shares the model's parameters, and the
+        # checkpoint keys stay those of the model.
+        object.__setattr__(self, "_compiled", torch.compile(self.model) if compile else None)
 
     @staticmethod
     def _build_model(model, taps, head, backbone, num_classes, pretrained, model_kwargs) -> nn.Module:
@@ -231,7 +268,10 @@ class SegmentationModule(L.LightningModule):
 
     def forward(self, images: Tensor):
         """``images (B, 3, H, W)`` in [0, 1] -> the model's ``SegmentationOutput``."""
-        return self.model(self.normalize(images))
+        x = self.normalize(images)
+        if self.channels_last and x.ndim == 4:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return (self._compiled or self.model)(x)
 
     def logits(self, images: Tensor) -> Tensor:
         """``images (B, 3, H, W)`` in [0, 1] -> logits ``(B, K, H, W)``."""
