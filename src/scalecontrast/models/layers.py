@@ -27,7 +27,15 @@ def same_size(a: Sequence[int], b: Sequence[int]) -> bool:
     is added, so an export keeps its dynamic height and width)."""
     from torch.fx.experimental.symbolic_shapes import statically_known_true
 
-    return len(a) == len(b) and all(statically_known_true(i == j) for i, j in zip(a, b))
+    if len(a) != len(b):
+        return False
+    for i, j in zip(a, b):
+        eq = i == j
+        if isinstance(eq, Tensor):  # TorchScript tracing: sizes are traced values, keep the op
+            return False
+        if not statically_known_true(eq):
+            return False
+    return True
 
 
 def resize(x: Tensor, size: tuple[int, int] | torch.Size) -> Tensor:
