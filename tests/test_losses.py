@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-from naive import dense_contrastive, naive_contrastive
+from naive import dense_contrastive, naive_contrastive, naive_per_image
 
 from scalecontrast.losses import MultiScaleContrastiveLoss, contrastive_loss, sample_anchors
 from scalecontrast.losses import contrastive as contrastive_module
@@ -274,25 +274,6 @@ def test_per_image_contrast_matches_naive_when_every_pixel_is_sampled():
         MultiScaleContrastiveLoss(cross_image=False, gather_distributed=True)
 
 
-def _naive_per_image(feats, labels, images, others, other_labels, other_images, temperature):
-    """Mean over anchors with a positive and a negative in their own image of DESIGN.md's per-anchor loss."""
-    same = others is feats
-    z, zc = F.normalize(feats, dim=1), F.normalize(others, dim=1)
-    losses = []
-    for i in range(len(labels)):
-        mine = other_images == images[i]
-        pos = mine & (other_labels == labels[i])
-        if same:
-            pos[i] = False
-        neg = mine & (other_labels != labels[i])
-        if not pos.any() or not neg.any():
-            continue
-        s = zc @ z[i] / temperature
-        neg_sum = torch.exp(s[neg]).sum()
-        losses.append(-(s[pos] - torch.log(torch.exp(s[pos]) + neg_sum)).mean())
-    return torch.stack(losses).mean()
-
-
 @pytest.mark.parametrize("same", [True, False])
 def test_per_image_term_matches_naive_with_unequal_images(same):
     from scalecontrast.losses.multiscale import _per_image
@@ -309,7 +290,7 @@ def test_per_image_term_matches_naive_with_unequal_images(same):
         others = torch.randn(5, 6, generator=g, dtype=torch.float64, requires_grad=True)
     args = (feats, labels, images, others, o_labels, o_images)
     ours = _per_image(*args, temperature=0.2, num_images=3)
-    ref = _naive_per_image(*args, temperature=0.2)
+    ref = naive_per_image(*args, temperature=0.2, same_set=same)
     torch.testing.assert_close(ours, ref, rtol=1e-10, atol=1e-12)
     inputs = [feats] if same else [feats, others]
     for a, b in zip(torch.autograd.grad(ours, inputs), torch.autograd.grad(ref, inputs)):

@@ -12,7 +12,8 @@ term equals ``softplus(LN_i - s_ij)``, so
     dL/ds_ij = -sigmoid(LN_i - s_ij) / (M |P(i)|)             for j in P(i)
     dL/ds_ik =  A_i exp(s_ik - LN_i) / M,  A_i = sum_j sigmoid(LN_i - s_ij) / |P(i)|   for k in Neg(i)
 
-where M is the number of anchors that have a positive (the others are left out of the mean).
+where M is the number of anchors that have a positive (the others are left out of the mean;
+``reduction="all"`` makes M all anchors, those without a positive counting 0).
 The contrast set is sorted by label, so an anchor's positives form one contiguous block.
 Anchors are processed per label in chunks of rows; each chunk's ``(rows, N)`` similarity
 block is built once and the gradient is formed in the same pass, which costs exactly three
@@ -22,6 +23,7 @@ block is built once and the gradient is formed in the same pass, which costs exa
 from __future__ import annotations
 
 import math
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -83,20 +85,27 @@ def contrast(
     *,
     temperature: float,
     self_index: Tensor | None = None,
+    reduction: Literal["positive", "all"] = "positive",
 ) -> Tensor:
     """Core of :func:`contrastive_loss` without argument checks.
 
     ``self_index`` (``(N,)``, optional) gives, for each anchor, its own position in the
     contrast set; that entry is excluded from the anchor's positives and negatives.
+    ``reduction``: ``"positive"`` averages over the anchors that have a positive; ``"all"``
+    over all ``N`` anchors, an anchor without a positive counting 0 (the official cross-scale
+    reduction).
     """
     if temperature <= 0:
         raise ValueError(f"temperature must be > 0, got {temperature}")
+    if reduction not in ("positive", "all"):
+        raise ValueError(f"reduction must be 'positive' or 'all', got {reduction!r}")
     dtype = torch.promote_types(feats.dtype, torch.float32)
     with torch.autocast(device_type=feats.device.type, enabled=False):
         anchors = F.normalize(feats.to(dtype), dim=1)
         others = anchors if contrast_feats is feats else F.normalize(contrast_feats.to(dtype), dim=1)
         return _ChunkedContrast.apply(
-            anchors, others, labels.long(), contrast_labels.long(), self_index, float(temperature)
+            anchors, others, labels.long(), contrast_labels.long(), self_index, float(temperature),
+            reduction == "all",
         )
 
 
@@ -104,9 +113,10 @@ class _ChunkedContrast(torch.autograd.Function):
     """Loss value and gradient in one chunked pass; backward only scales the saved gradient."""
 
     @staticmethod
-    def forward(ctx, za: Tensor, zb: Tensor, ya: Tensor, yb: Tensor, self_index, tau: float) -> Tensor:
+    def forward(ctx, za: Tensor, zb: Tensor, ya: Tensor, yb: Tensor, self_index, tau: float,
+                over_all: bool) -> Tensor:
         need_a, need_b = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
-        loss, grad_a, grad_b = _loss_and_grads(za, ya, zb, yb, self_index, tau, need_a, need_b)
+        loss, grad_a, grad_b = _loss_and_grads(za, ya, zb, yb, self_index, tau, need_a, need_b, over_all)
         ctx.save_for_backward(grad_a, grad_b)
         ctx.has = (need_a, need_b)
         return loss
@@ -123,6 +133,7 @@ class _ChunkedContrast(torch.autograd.Function):
             None,
             None,
             None,
+            None,
         )
 
 
@@ -135,8 +146,12 @@ def _loss_and_grads(
     tau: float,
     need_a: bool,
     need_b: bool,
+    over_all: bool = False,
 ) -> tuple[Tensor, Tensor, Tensor]:
-    """Loss and its gradients w.r.t. the normalised ``za (N, C)`` and ``zb (M, C)``."""
+    """Loss and its gradients w.r.t. the normalised ``za (N, C)`` and ``zb (M, C)``.
+
+    The mean runs over the anchors with a positive, or over all ``N`` anchors with ``over_all``.
+    """
     n_a, n_b = za.shape[0], zb.shape[0]
     need_grad = need_a or need_b
     grad_a = torch.zeros_like(za) if need_a else za.new_zeros(0)
@@ -161,6 +176,8 @@ def _loss_and_grads(
     n_anchors = sum(c for c, s, e in zip(*plan) if e - s - has_self > 0)
     if n_anchors == 0:
         return zero, grad_a, grad_b
+    if over_all:
+        n_anchors = n_a
 
     inv_tau = 1.0 / tau
     static_shift = tau >= _STATIC_SHIFT_MIN_TEMPERATURE

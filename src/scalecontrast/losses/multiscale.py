@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Literal
 
 import torch
 from torch import Tensor, nn
@@ -30,6 +31,10 @@ class MultiScaleContrastiveLoss(nn.Module):
         cross_scale: add the cross-scale terms.
         cross_scale_temperature: ``tau`` of the cross-scale terms.
         cross_scale_weights: ``(w_high_low, w_high_mid)``.
+        cross_scale_reduction: ``"all"`` (the official code): each cross-scale term is the mean
+            over all sampled high-resolution anchors, an anchor whose class is absent from the
+            low-resolution sample counting 0. ``"positive"``: the mean over the anchors that
+            have a positive. The within-scale terms always average over anchors with a positive.
         ignore_index, min_views, max_views, max_total: see :func:`sample_anchors`.
         detach_low_res: stop the gradient through the cross-scale contrast sets.
         gather_distributed: contrast against the embeddings sampled on every process
@@ -47,6 +52,7 @@ class MultiScaleContrastiveLoss(nn.Module):
         cross_scale: bool = True,
         cross_scale_temperature: float = 0.1,
         cross_scale_weights: Sequence[float] = (1.0, 1.0),
+        cross_scale_reduction: Literal["all", "positive"] = "all",
         ignore_index: int = 255,
         min_views: int = 5,
         max_views: int = 2500,
@@ -65,6 +71,8 @@ class MultiScaleContrastiveLoss(nn.Module):
             raise ValueError(
                 f"cross_scale_weights must be (w_high_low, w_high_mid), got {cross_scale_weights}"
             )
+        if cross_scale_reduction not in ("all", "positive"):
+            raise ValueError(f"cross_scale_reduction must be 'all' or 'positive', got {cross_scale_reduction!r}")
         if gather_distributed and not cross_image:
             raise ValueError("gather_distributed=True needs cross_image=True (gathering contrasts across images)")
         self.scale_weights = tuple(float(w) for w in scale_weights)
@@ -72,6 +80,7 @@ class MultiScaleContrastiveLoss(nn.Module):
         self.cross_scale = cross_scale
         self.cross_scale_temperature = float(cross_scale_temperature)
         self.cross_scale_weights = tuple(float(w) for w in cross_scale_weights)
+        self.cross_scale_reduction = cross_scale_reduction
         self.ignore_index = ignore_index
         self.min_views = min_views
         self.max_views = max_views
@@ -153,11 +162,13 @@ class MultiScaleContrastiveLoss(nn.Module):
                 low_feats = low_feats.detach()
             if self.cross_image:
                 term = contrast(
-                    anchors, anchor_labels, low_feats, low_labels, temperature=self.cross_scale_temperature
+                    anchors, anchor_labels, low_feats, low_labels, temperature=self.cross_scale_temperature,
+                    reduction=self.cross_scale_reduction,
                 )
             else:
                 term = _per_image(anchors, anchor_labels, anchor_images, low_feats, low_labels, low_images,
-                                  temperature=self.cross_scale_temperature, num_images=labels.shape[0])
+                                  temperature=self.cross_scale_temperature, num_images=labels.shape[0],
+                                  reduction=self.cross_scale_reduction)
             terms[name] = term
             total = total + w * term
         if not return_terms:
@@ -224,6 +235,7 @@ def _per_image(
     *,
     temperature: float,
     num_images: int,
+    reduction: Literal["positive", "all"] = "positive",
 ) -> Tensor:
     """Contrast every anchor only with the embeddings of its own image.
 
@@ -231,10 +243,12 @@ def _per_image(
     rows grouped by image (as :func:`sample_anchors` returns them). Passing the same tensors as
     anchors and contrast set excludes each anchor from its own set.
 
-    Returns the mean per-anchor loss over the anchors that have at least one positive *and* one
-    negative in their own image (a scalar). Anchors without a negative (an image showing one class)
-    have a loss of exactly 0 by the formula; they are left out of the mean instead of diluting it.
-    Two host syncs, plus those of each per-image :func:`contrast`.
+    Returns the mean per-anchor loss (a scalar) over the anchors that have at least one positive
+    *and* one negative in their own image (``reduction="positive"``). Anchors without a negative
+    (an image showing one class) have a loss of exactly 0 by the formula; they are left out of the
+    mean instead of diluting it. ``reduction="all"`` averages over all ``N`` anchors instead, those
+    without a positive or a negative in their image counting 0. Two host syncs, plus those of each
+    per-image :func:`contrast`.
     """
     same_set = others is feats
     total = feats.sum(dtype=torch.float32) * 0.0
@@ -255,6 +269,8 @@ def _per_image(
     n_valid = sum(stats[3])
     if n_valid == 0:
         return total
+    if reduction == "all":
+        n_valid = labels.shape[0]
     row0 = col0 = 0
     for n_rows, n_cols, n_pos, valid in zip(*stats):
         rows, cols_ = slice(row0, row0 + n_rows), slice(col0, col0 + n_cols)
