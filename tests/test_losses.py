@@ -63,6 +63,48 @@ def test_many_chunks_match_naive(monkeypatch):
     torch.testing.assert_close(g_ours, g_ref, rtol=1e-9, atol=1e-12)
 
 
+@pytest.mark.parametrize("temperature", [0.1, 0.01])
+@pytest.mark.parametrize("reduction", ["positive", "all"])
+@pytest.mark.parametrize("same", [True, False])
+def test_chunks_spanning_labels_match_naive(monkeypatch, temperature, reduction, same):
+    monkeypatch.setattr(contrastive_module, "CHUNK_ELEMENTS", 7 * 60)  # 7 rows of 60 columns per chunk
+    g = torch.Generator().manual_seed(8)
+    feats = torch.randn(60, 5, generator=g, dtype=torch.float64)
+    labels = torch.cat([torch.randint(0, 6, (50,), generator=g), torch.tensor([9] * 9 + [11])])
+    if same:  # singletons (label 11) have no positive; unequal class sizes pad the positive blocks
+        inputs, others, o_labels, self_index = (feats,), None, None, torch.arange(60)
+    else:
+        others = torch.randn(60, 5, generator=g, dtype=torch.float64)
+        o_labels = torch.randint(0, 4, (60,), generator=g)  # labels 4, 5, 9, 11: no positive
+        inputs, self_index = (feats, others), None
+
+    def ours_fn(a, b=None):
+        b = a if b is None else b
+        return contrastive_module.contrast(a, labels, b, labels if o_labels is None else o_labels,
+                                           temperature=temperature, self_index=self_index, reduction=reduction)
+
+    def ref_fn(a, b=None):
+        return naive_contrastive(a, labels, b, o_labels, temperature=temperature, reduction=reduction)
+
+    ours, g_ours = _grad(ours_fn, *inputs)
+    ref, g_ref = _grad(ref_fn, *inputs)
+    torch.testing.assert_close(ours, ref, rtol=1e-10, atol=1e-12)
+    for a, b in zip(g_ours, g_ref):
+        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("temperature", [0.1, 0.01, 0.004])
+def test_fp32_with_duplicated_positives_stays_close_to_fp64(temperature):
+    # each anchor has an identical twin (s_ij = 1/tau, far above its negatives) and ordinary positives
+    feats, labels = _random_set(40, 8, 4, 9)
+    feats, labels = torch.cat([feats, feats[:10]]), torch.cat([labels, labels[:10]])
+    ours, (g_ours,) = _grad(lambda f: contrastive_loss(f, labels, temperature=temperature), feats.float())
+    ref, (g_ref,) = _grad(lambda f: naive_contrastive(f, labels, temperature=temperature), feats)
+    assert torch.isfinite(g_ours).all()
+    torch.testing.assert_close(ours.double(), ref, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(g_ours.double(), g_ref, rtol=1e-3, atol=1e-4 * g_ref.abs().max().item())
+
+
 def test_gradcheck():
     feats, labels = _random_set(12, 3, 3, 5)
     feats.requires_grad_(True)

@@ -15,9 +15,10 @@ term equals ``softplus(LN_i - s_ij)``, so
 where M is the number of anchors that have a positive (the others are left out of the mean;
 ``reduction="all"`` makes M all anchors, those without a positive counting 0).
 The contrast set is sorted by label, so an anchor's positives form one contiguous block.
-Anchors are processed per label in chunks of rows; each chunk's ``(rows, N)`` similarity
-block is built once and the gradient is formed in the same pass, which costs exactly three
-``N x N x C`` matrix products in all and never holds an ``N x N`` tensor.
+The anchors that have a positive are sorted by label and processed in chunks of rows that may
+span several labels; each chunk's ``(rows, M)`` similarity block is built once and the gradient
+is formed in the same pass, which costs exactly three ``N x M x C`` matrix products in all and
+never holds an ``N x M`` tensor (a chunk holds at most ``CHUNK_ELEMENTS`` similarities).
 """
 
 from __future__ import annotations
@@ -151,99 +152,96 @@ def _loss_and_grads(
     """Loss and its gradients w.r.t. the normalised ``za (N, C)`` and ``zb (M, C)``.
 
     The mean runs over the anchors with a positive, or over all ``N`` anchors with ``over_all``.
+    One host sync (the number of anchors with a positive and the largest positive block).
     """
     n_a, n_b = za.shape[0], zb.shape[0]
-    need_grad = need_a or need_b
     grad_a = torch.zeros_like(za) if need_a else za.new_zeros(0)
     grad_b = torch.zeros_like(zb) if need_b else zb.new_zeros(0)
     zero = za.new_zeros(())
     if n_a == 0 or n_b == 0:
         return zero, grad_a, grad_b
 
-    # Sort both sets by label: the positives of an anchor are then one block of columns.
-    ya_sorted, order_a = torch.sort(ya, stable=True)
+    # Sort the contrast set by label: the positives of an anchor are then one block of columns
+    # [start, start + block). Anchors with a positive come first, in label order; the others have
+    # a loss and a gradient of 0 and are never computed.
     yb_sorted, order_b = torch.sort(yb, stable=True)
-    zb_s = zb[order_b]
-    label_a, count_a = torch.unique_consecutive(ya_sorted, return_counts=True)
-    block_start = torch.searchsorted(yb_sorted, label_a, side="left")
-    block_end = torch.searchsorted(yb_sorted, label_a, side="right")
-    if self_index is not None:
+    has_self = 1 if self_index is not None else 0
+    start = torch.searchsorted(yb_sorted, ya, side="left")
+    block = torch.searchsorted(yb_sorted, ya, side="right") - start  # (N,) incl. the anchor itself
+    keep = block > has_self
+    by_label = torch.sort(ya, stable=True).indices
+    order_a = by_label[torch.sort((~keep[by_label]).to(torch.uint8), stable=True).indices]
+    n_kept, max_block = torch.stack([keep.sum(), torch.where(keep, block, 0).max()]).tolist()  # the host sync
+    if n_kept == 0:
+        return zero, grad_a, grad_b
+    n_mean = n_a if over_all else n_kept
+
+    rows_a = order_a[:n_kept]  # anchors with a positive, sorted by label
+    start, block = start[rows_a], block[rows_a]  # (R,)
+    n_pos = (block - has_self).to(za.dtype)
+    if has_self:
         rank_b = torch.empty_like(order_b)
         rank_b[order_b] = torch.arange(n_b, device=zb.device)
-        self_pos = rank_b[self_index[order_a]]  # column of each sorted anchor in sorted zb
-    plan = torch.stack([count_a, block_start, block_end]).tolist()  # one host sync: the chunk plan
-    has_self = 1 if self_index is not None else 0
-    n_anchors = sum(c for c, s, e in zip(*plan) if e - s - has_self > 0)
-    if n_anchors == 0:
-        return zero, grad_a, grad_b
-    if over_all:
-        n_anchors = n_a
-
+        self_slot = rank_b[self_index[rows_a]] - start  # (R,) the anchor's own slot in its block
     inv_tau = 1.0 / tau
+    zb_s = zb[order_b]
+    qa = za[rows_a] * inv_tau  # (R, C)
     static_shift = tau >= _STATIC_SHIFT_MIN_TEMPERATURE
-    max_rows = max(1, CHUNK_ELEMENTS // n_b)
-    grad_a_s = torch.zeros_like(za) if need_a else None
+    tiny = torch.finfo(za.dtype).tiny
+    slots = torch.arange(max_block, device=za.device)
+    ones = zb.new_ones(n_b)
+    grad_a_s = torch.empty_like(qa) if need_a else None
     grad_b_s = torch.zeros_like(zb) if need_b else None
     total = za.new_zeros(())
-    row = 0
-    for count, start, end in zip(*plan):
-        n_pos = end - start - has_self
-        if n_pos <= 0:
-            row += count
+    max_rows = max(1, CHUNK_ELEMENTS // n_b)
+    n_chunks = math.ceil(n_kept / max_rows)
+    size = math.ceil(n_kept / n_chunks)
+    for lo in range(0, n_kept, size):
+        hi = min(lo + size, n_kept)
+        q = qa[lo:hi]  # (c, C)
+        blk = block[lo:hi, None]  # (c, 1)
+        slot = torch.minimum(slots, blk - 1)  # (c, P): slots past a block repeat its last one
+        cols = start[lo:hi, None] + slot  # (c, P) columns of the positives
+        sim = q @ zb_s.T  # (c, M): s_ij
+        pos = sim.gather(1, cols)  # (c, P) positives (and self)
+        sim.scatter_(1, cols, float("-inf"))  # keep only the negatives
+        if static_shift:  # |s| <= 1/tau <= 40: exp(s) is finite and normal in fp32, no shift needed
+            shift = None
+        else:
+            shift = sim.amax(1, keepdim=True)
+            shift = torch.where(torch.isfinite(shift), shift, 0.0)
+            sim.sub_(shift)
+        exp_sim = sim.exp_()  # (c, M) exp(s_ik - shift) on the negatives, 0 on the positives
+        neg_sum = (exp_sim @ ones)[:, None]  # (c, 1)
+        log_neg = torch.log(neg_sum)  # LN_i (minus the shift); -inf when there is no negative
+        if shift is not None:
+            log_neg = log_neg + shift
+        margin = (log_neg - pos).masked_fill_(slots >= blk, float("-inf"))  # (c, P)
+        if has_self:
+            margin.scatter_(1, self_slot[lo:hi, None], float("-inf"))  # softplus/sigmoid(-inf) = 0
+        scale = n_pos[lo:hi, None]
+        total = total + (F.softplus(margin).sum(1, keepdim=True) / scale).sum()
+        if not (need_a or need_b):
             continue
-        n_chunks = math.ceil(count / max_rows)
-        size = math.ceil(count / n_chunks)
-        for lo in range(row, row + count, size):
-            hi = min(lo + size, row + count)
-            rows = order_a[lo:hi]
-            q = za[rows] * inv_tau  # (c, C)
-            sim = q @ zb_s.T  # (c, M): s_ij
-            pos = sim[:, start:end].clone()  # (c, P) positives (and self)
-            if static_shift:  # |s| <= 1/tau <= 40: exp(s) is finite and normal in fp32, no shift needed
-                shift = None
-            else:
-                shift = _negative_max(sim, start, end)[:, None]
-                sim.sub_(shift)
-            exp_sim = sim.exp_()
-            exp_sim[:, start:end] = 0  # keep only the negatives
-            neg_sum = exp_sim.sum(1, keepdim=True)  # (c, 1) sum_k exp(s_ik - shift)
-            log_neg = torch.log(neg_sum)  # LN_i (minus the shift); -inf when there is no negative
-            if shift is not None:
-                log_neg = log_neg + shift
-            margin = log_neg - pos  # (c, P)
-            if has_self:
-                self_col = (self_pos[lo:hi] - start)[:, None]
-                margin.scatter_(1, self_col, float("-inf"))  # softplus/sigmoid(-inf) = 0
-            total = total + F.softplus(margin).sum() / n_pos
-            if not need_grad:
-                continue
-            # dL/ds on the positives, and the row factor of the negatives' gradient: the
-            # negatives' block of dL/ds is coef * exp_sim, applied to the small factors of the
-            # matrix products so that no extra pass over the (c, M) block is needed.
-            grad_pos = torch.sigmoid(margin).div_(-(n_pos * n_anchors))  # (c, P)
-            coef = -grad_pos.sum(1, keepdim=True) / neg_sum.clamp_min(torch.finfo(sim.dtype).tiny)
-            if need_a:
-                grad_rows = (exp_sim @ zb_s).mul_(coef)
-                grad_rows.addmm_(grad_pos, zb_s[start:end])
-                grad_a_s[lo:hi] = grad_rows.mul_(inv_tau)
-            if need_b:
-                grad_b_s.addmm_(exp_sim.T, q * coef)
-                grad_b_s[start:end].addmm_(grad_pos.T, q)
-        row += count
+        # dL/ds_ij = -sig_ij / (|P(i)| M) on the positives and coef_i exp_ik on the negatives,
+        # coef_i = sum_j sig_ij / (|P(i)| M neg_sum_i). The positives' entries are written into the
+        # exp block divided by coef_i (= -neg_sum_i sig_ij / sum_j sig_ij, bounded by neg_sum_i),
+        # so that each gradient is one matrix product with that block, scaled by coef.
+        sig = torch.sigmoid(margin)  # (c, P), 0 on padding and self
+        sig_sum = sig.sum(1, keepdim=True)
+        coef = sig_sum / (scale * n_mean) / neg_sum.clamp_min(tiny)  # (c, 1)
+        weights = sig / torch.where(sig_sum > 0, sig_sum, 1.0)
+        exp_sim.scatter_(1, cols, (weights * -neg_sum).gather(1, slot))
+        if need_a:
+            grad_a_s[lo:hi] = (exp_sim @ zb_s).mul_(coef * inv_tau)
+        if need_b:
+            grad_b_s.addmm_(exp_sim.T, q * coef)
 
     if need_a:
-        grad_a[order_a] = grad_a_s
+        grad_a[rows_a] = grad_a_s
     if need_b:
         grad_b[order_b] = grad_b_s
-    return total / n_anchors, grad_a, grad_b
-
-
-def _negative_max(sim: Tensor, start: int, end: int) -> Tensor:
-    """Row maximum of ``sim (c, M)`` outside the column block ``[start, end)``; 0 when empty."""
-    parts = [p.amax(1) for p in (sim[:, :start], sim[:, end:]) if p.shape[1] > 0]
-    if not parts:
-        return sim.new_zeros(sim.shape[0])
-    return torch.stack(parts).amax(0)
+    return total / n_mean, grad_a, grad_b
 
 
 def _arange(labels: Tensor) -> Tensor:
