@@ -241,6 +241,74 @@ def test_sampler_degenerate_batches():
     assert feats.shape == (1, 1, 3)
 
 
+def _hard_mining_case():
+    """Three pairs with V = 10 views: plenty of both kinds, too few hard, too few easy."""
+    labels = torch.full((2, 12, 10), 255)
+    labels[0, :4] = 0  # 40 pixels, 10 mispredicted
+    labels[0, 4:6] = 1  # 20 pixels, 2 mispredicted
+    labels[1, :2] = 2  # 20 pixels, 19 mispredicted
+    predictions = labels.clone()
+    predictions[0, 0] = 5
+    predictions[0, 4, :2] = 0
+    predictions[1, :2] = 7
+    predictions[1, 1, 9] = 2
+    return labels, predictions
+
+
+def _hard_counts(feats, labels, predictions):
+    flat = predictions.reshape(2, -1)
+    counts = []
+    for views in feats:
+        b, pixels = int(views[0, 0]), views[:, 1].long()
+        assert len(set(pixels.tolist())) == len(pixels)
+        counts.append(int((flat[b, pixels] != labels.reshape(2, -1)[b, pixels]).sum()))
+    return counts
+
+
+@pytest.mark.parametrize(("fraction", "expected"), [(0.3, [3, 2, 9]), (0.5, [5, 2, 9]), (0.04, [0, 0, 9]),
+                                                    (0.06, [1, 1, 9]), (1.0, [10, 2, 10])])
+def test_hard_anchor_quota_and_fill_up(fraction, expected):
+    labels, predictions = _hard_mining_case()
+    emb = _position_embeddings(2, 12, 10)
+    # labels at 2x and predictions at 4x the map's resolution: both resized by nearest
+    big_labels = labels.repeat_interleave(2, 1).repeat_interleave(2, 2)
+    big_predictions = predictions.repeat_interleave(4, 1).repeat_interleave(4, 2)
+    feats, pair_labels = sample_anchors(emb, big_labels, max_views=10, predictions=big_predictions,
+                                        hard_fraction=fraction, generator=torch.Generator().manual_seed(0))
+    assert feats.shape == (3, 10, 2) and pair_labels.tolist() == [0, 1, 2]
+    flat = labels.reshape(2, -1)
+    for (b, k), views in zip([(0, 0), (0, 1), (1, 2)], feats):
+        assert (views[:, 0] == b).all() and (flat[b, views[:, 1].long()] == k).all()
+    # round(fraction * V) hard views, a shortfall of hard (pair 2) or easy (pair 3: 1 easy pixel) filled up
+    assert _hard_counts(feats, labels, predictions) == expected
+
+
+def test_hard_anchors_are_reproducible_and_off_at_zero():
+    labels, predictions = _hard_mining_case()
+    emb = _position_embeddings(2, 12, 10)
+
+    def draw(seed, **kw):
+        return sample_anchors(emb, labels, max_views=10, generator=torch.Generator().manual_seed(seed), **kw)[0]
+
+    assert torch.equal(draw(1, predictions=predictions, hard_fraction=0.3),
+                       draw(1, predictions=predictions, hard_fraction=0.3))
+    assert not torch.equal(draw(1, predictions=predictions, hard_fraction=0.3),
+                           draw(2, predictions=predictions, hard_fraction=0.3))
+    # hard_fraction=0: exactly the plain sampler's draws, whatever the predictions
+    for seed in range(3):
+        assert torch.equal(draw(seed, predictions=predictions, hard_fraction=0.0), draw(seed))
+    # every pixel of a kind is eventually drawn (uniform within a kind, not a fixed subset)
+    seen = set()
+    for seed in range(30):
+        views = draw(seed, predictions=predictions, hard_fraction=0.3)[0]
+        seen |= set(views[:, 1].long().tolist())
+    assert seen == set(range(40))
+    with pytest.raises(ValueError, match="predictions"):
+        sample_anchors(emb, labels, hard_fraction=0.5)
+    with pytest.raises(ValueError, match="hard_fraction"):
+        sample_anchors(emb, labels, predictions=predictions, hard_fraction=1.5)
+
+
 # ----------------------------------------------------------------------------- multi-scale
 
 

@@ -140,3 +140,26 @@ def test_per_image_reduction_matches_naive_with_unequal_images(reduction):
     torch.testing.assert_close(ours, ref, rtol=1e-10, atol=1e-12)
     for a, b in zip(g_ours, g_ref):
         torch.testing.assert_close(a, b, rtol=1e-8, atol=1e-12)
+
+
+def test_hard_fraction_samples_as_sample_anchors_and_needs_predictions():
+    labels = _labels_with_a_fine_only_class(3)
+    g = torch.Generator().manual_seed(4)
+    predictions = torch.where(torch.rand(labels.shape, generator=g) < 0.3, 0, labels)
+    embeddings = [torch.randn(2, 6, s, s, generator=g, dtype=torch.float64) for s in (16, 8, 4)]
+    loss_fn = MultiScaleContrastiveLoss(min_views=3, max_views=12, hard_fraction=0.5)
+    ours = loss_fn(embeddings, labels, predictions=predictions, generator=torch.Generator().manual_seed(9))
+    sets = _samples(loss_fn, embeddings, labels, seed=9, predictions=predictions, hard_fraction=0.5)
+    ref = naive_multiscale(sets, scale_weights=(1.0, 0.7, 0.4))["loss"]
+    torch.testing.assert_close(ours, ref, rtol=1e-10, atol=1e-12)
+    plain = MultiScaleContrastiveLoss(min_views=3, max_views=12)(
+        embeddings, labels, generator=torch.Generator().manual_seed(9))
+    assert not torch.isclose(ours, plain)
+    with pytest.raises(ValueError, match="predictions"):
+        loss_fn(embeddings, labels)
+    with pytest.raises(ValueError, match="hard_fraction"):
+        MultiScaleContrastiveLoss(hard_fraction=-0.1)
+    # hard_fraction=0 ignores predictions
+    zero = MultiScaleContrastiveLoss(min_views=3, max_views=12)(
+        embeddings, labels, predictions=predictions, generator=torch.Generator().manual_seed(9))
+    torch.testing.assert_close(zero, plain, rtol=0, atol=0)

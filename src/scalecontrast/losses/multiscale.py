@@ -36,6 +36,8 @@ class MultiScaleContrastiveLoss(nn.Module):
             low-resolution sample counting 0. ``"positive"``: the mean over the anchors that
             have a positive. The within-scale terms always average over anchors with a positive.
         ignore_index, min_views, max_views, max_total: see :func:`sample_anchors`.
+        hard_fraction: share of mispredicted ("hard") views per (image, class) pair, see
+            :func:`sample_anchors`; ``> 0`` needs ``predictions`` in :meth:`forward`.
         detach_low_res: stop the gradient through the cross-scale contrast sets.
         gather_distributed: contrast against the embeddings sampled on every process
             (anchors stay local; the gradient flows to the local part).
@@ -57,6 +59,7 @@ class MultiScaleContrastiveLoss(nn.Module):
         min_views: int = 5,
         max_views: int = 2500,
         max_total: int = 10000,
+        hard_fraction: float = 0.0,
         detach_low_res: bool = False,
         gather_distributed: bool = False,
         cross_image: bool = True,
@@ -73,6 +76,8 @@ class MultiScaleContrastiveLoss(nn.Module):
             )
         if cross_scale_reduction not in ("all", "positive"):
             raise ValueError(f"cross_scale_reduction must be 'all' or 'positive', got {cross_scale_reduction!r}")
+        if not 0.0 <= hard_fraction <= 1.0:
+            raise ValueError(f"hard_fraction must be in [0, 1], got {hard_fraction}")
         if gather_distributed and not cross_image:
             raise ValueError("gather_distributed=True needs cross_image=True (gathering contrasts across images)")
         self.scale_weights = tuple(float(w) for w in scale_weights)
@@ -85,6 +90,7 @@ class MultiScaleContrastiveLoss(nn.Module):
         self.min_views = min_views
         self.max_views = max_views
         self.max_total = max_total
+        self.hard_fraction = float(hard_fraction)
         self.detach_low_res = detach_low_res
         self.gather_distributed = gather_distributed
         self.cross_image = cross_image
@@ -94,6 +100,7 @@ class MultiScaleContrastiveLoss(nn.Module):
         embeddings: Sequence[Tensor],
         labels: Tensor,
         *,
+        predictions: Tensor | None = None,
         return_terms: bool = False,
         generator: torch.Generator | None = None,
         projections: Sequence[Callable[[Tensor], Tensor]] | None = None,
@@ -103,6 +110,8 @@ class MultiScaleContrastiveLoss(nn.Module):
         Args:
             embeddings: ``S`` maps ``(B, C, h_s, w_s)``, highest resolution first.
             labels: ``(B, H, W)`` integer labels at any resolution.
+            predictions: ``(B, H', W')`` predicted classes at any resolution (e.g.
+                ``logits.argmax(1)``); used (and required) when ``hard_fraction > 0``.
             return_terms: return ``{"loss", "scale_<s>", "cross_high_low", "cross_high_mid"}``
                 (unweighted terms, detached) instead of the scalar.
             generator: optional generator for the anchor sampling.
@@ -114,6 +123,12 @@ class MultiScaleContrastiveLoss(nn.Module):
             Scalar ``sum_s w_s L_s + w_hl L_hl + w_hm L_hm``, or the dict of terms.
         """
         n_scales = self._check(embeddings, labels, projections)
+        if self.hard_fraction > 0 and predictions is None:
+            raise ValueError(
+                f"hard_fraction={self.hard_fraction} needs predictions (B, H, W), e.g. logits.argmax(1).detach()"
+            )
+        if self.hard_fraction == 0:
+            predictions = None
         weights = self.scale_weights[:n_scales]
         cross = self.cross_scale and n_scales >= 2
         needed = {s for s, w in enumerate(weights) if w != 0}
@@ -133,7 +148,7 @@ class MultiScaleContrastiveLoss(nn.Module):
                 "pair; give a non-zero weight to one of the maps this model returns"
             )
         project = list(projections) if projections is not None else [None] * n_scales
-        sampled = {s: self._sample(embeddings[s], labels, generator, project[s]) for s in sorted(needed)}
+        sampled = {s: self._sample(embeddings[s], labels, generator, project[s], predictions) for s in sorted(needed)}
         # Zero that keeps the graph, so an all-ignore batch still back-propagates (summed in fp32:
         # an fp16 sum can overflow to inf, and inf * 0 is NaN); zero rows keep the projections in it.
         total = sum(e.sum(dtype=torch.float32) for e in embeddings) * 0.0
@@ -176,7 +191,7 @@ class MultiScaleContrastiveLoss(nn.Module):
         return {"loss": total, **{k: v.detach() for k, v in terms.items()}}
 
     def _sample(self, embedding: Tensor, labels: Tensor, generator: torch.Generator | None,
-                project: Callable[[Tensor], Tensor] | None = None):
+                project: Callable[[Tensor], Tensor] | None = None, predictions: Tensor | None = None):
         feats, labs, images = sample_anchors(
             embedding,
             labels,
@@ -184,6 +199,8 @@ class MultiScaleContrastiveLoss(nn.Module):
             min_views=self.min_views,
             max_views=self.max_views,
             max_total=self.max_total,
+            predictions=predictions,
+            hard_fraction=self.hard_fraction,
             generator=generator,
             return_images=True,
         )
