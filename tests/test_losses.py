@@ -529,3 +529,33 @@ def test_losses_import_no_other_layer():
             elif isinstance(node, ast.Import):
                 assert all(not a.name.startswith("scalecontrast.") or a.name.startswith("scalecontrast.losses")
                            for a in node.names), path.name
+
+
+@pytest.mark.parametrize("same", [True, False])
+def test_contrast_mask_leaves_entries_out(monkeypatch, same):
+    monkeypatch.setattr(contrastive_module, "CHUNK_ELEMENTS", 5 * 40)
+    feats, labels = _random_set(30, 6, 4, 11)
+    extra, extra_labels = _random_set(25, 6, 5, 12)
+    mask = torch.rand(25, generator=torch.Generator().manual_seed(0)) < 0.5
+    self_index = torch.arange(30) if same else None
+
+    # within-set: the contrast set is the anchors + masked extras; cross-set: the masked extras only
+    def ours_fn(a, b):
+        if not same:
+            return contrastive_module.contrast(a, labels, b, extra_labels, temperature=0.1, contrast_mask=mask)
+        return contrastive_module.contrast(
+            a, labels, torch.cat([a, b]), torch.cat([labels, extra_labels]), temperature=0.1,
+            self_index=self_index, contrast_mask=torch.cat([torch.ones(30, dtype=torch.bool), mask]))
+
+    def ref_fn(a, b):
+        if not same:
+            return naive_contrastive(a, labels, b[mask], extra_labels[mask], temperature=0.1)
+        return naive_contrastive(a, labels, torch.cat([a, b[mask]]), torch.cat([labels, extra_labels[mask]]),
+                                 temperature=0.1, self_index=self_index)
+
+    ours, g_ours = _grad(ours_fn, feats, extra)
+    ref, g_ref = _grad(ref_fn, feats, extra)
+    torch.testing.assert_close(ours, ref, rtol=1e-10, atol=1e-12)
+    for a, b in zip(g_ours, g_ref):
+        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-12)
+    assert not g_ours[1][~mask].any()

@@ -87,6 +87,7 @@ def contrast(
     temperature: float,
     self_index: Tensor | None = None,
     reduction: Literal["positive", "all"] = "positive",
+    contrast_mask: Tensor | None = None,
 ) -> Tensor:
     """Core of :func:`contrastive_loss` without argument checks.
 
@@ -94,7 +95,8 @@ def contrast(
     contrast set; that entry is excluded from the anchor's positives and negatives.
     ``reduction``: ``"positive"`` averages over the anchors that have a positive; ``"all"``
     over all ``N`` anchors, an anchor without a positive counting 0 (the official cross-scale
-    reduction).
+    reduction). ``contrast_mask`` (``(M,)`` bool, optional) leaves the contrast entries where it is
+    False out entirely (e.g. the unfilled slots of a pixel memory), at no extra host sync.
     """
     if temperature <= 0:
         raise ValueError(f"temperature must be > 0, got {temperature}")
@@ -106,7 +108,7 @@ def contrast(
         others = anchors if contrast_feats is feats else F.normalize(contrast_feats.to(dtype), dim=1)
         return _ChunkedContrast.apply(
             anchors, others, labels.long(), contrast_labels.long(), self_index, float(temperature),
-            reduction == "all",
+            reduction == "all", contrast_mask,
         )
 
 
@@ -115,9 +117,9 @@ class _ChunkedContrast(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, za: Tensor, zb: Tensor, ya: Tensor, yb: Tensor, self_index, tau: float,
-                over_all: bool) -> Tensor:
+                over_all: bool, mask_b: Tensor | None) -> Tensor:
         need_a, need_b = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
-        loss, grad_a, grad_b = _loss_and_grads(za, ya, zb, yb, self_index, tau, need_a, need_b, over_all)
+        loss, grad_a, grad_b = _loss_and_grads(za, ya, zb, yb, self_index, tau, need_a, need_b, over_all, mask_b)
         ctx.save_for_backward(grad_a, grad_b)
         ctx.has = (need_a, need_b)
         return loss
@@ -130,6 +132,7 @@ class _ChunkedContrast(torch.autograd.Function):
         return (
             grad_a * grad_out if need_a else None,
             grad_b * grad_out if need_b else None,
+            None,
             None,
             None,
             None,
@@ -148,11 +151,13 @@ def _loss_and_grads(
     need_a: bool,
     need_b: bool,
     over_all: bool = False,
+    mask_b: Tensor | None = None,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Loss and its gradients w.r.t. the normalised ``za (N, C)`` and ``zb (M, C)``.
 
     The mean runs over the anchors with a positive, or over all ``N`` anchors with ``over_all``.
-    One host sync (the number of anchors with a positive and the largest positive block).
+    Contrast entries where ``mask_b (M,)`` is False are left out. One host sync (the number of
+    anchors with a positive, the largest positive block and the number of contrast entries).
     """
     n_a, n_b = za.shape[0], zb.shape[0]
     grad_a = torch.zeros_like(za) if need_a else za.new_zeros(0)
@@ -164,6 +169,8 @@ def _loss_and_grads(
     # Sort the contrast set by label: the positives of an anchor are then one block of columns
     # [start, start + block). Anchors with a positive come first, in label order; the others have
     # a loss and a gradient of 0 and are never computed.
+    if mask_b is not None:  # masked entries sort last, behind every label
+        yb = torch.where(mask_b, yb, torch.iinfo(yb.dtype).max)
     yb_sorted, order_b = torch.sort(yb, stable=True)
     has_self = 1 if self_index is not None else 0
     start = torch.searchsorted(yb_sorted, ya, side="left")
@@ -171,16 +178,20 @@ def _loss_and_grads(
     keep = block > has_self
     by_label = torch.sort(ya, stable=True).indices
     order_a = by_label[torch.sort((~keep[by_label]).to(torch.uint8), stable=True).indices]
-    n_kept, max_block = torch.stack([keep.sum(), torch.where(keep, block, 0).max()]).tolist()  # the host sync
+    plan = [keep.sum(), torch.where(keep, block, 0).max()] + ([mask_b.sum()] if mask_b is not None else [])
+    plan = torch.stack(plan).tolist()  # the host sync
+    n_kept, max_block = plan[:2]
+    n_b = plan[2] if mask_b is not None else n_b
     if n_kept == 0:
         return zero, grad_a, grad_b
+    order_b = order_b[:n_b]
     n_mean = n_a if over_all else n_kept
 
     rows_a = order_a[:n_kept]  # anchors with a positive, sorted by label
     start, block = start[rows_a], block[rows_a]  # (R,)
     n_pos = (block - has_self).to(za.dtype)
     if has_self:
-        rank_b = torch.empty_like(order_b)
+        rank_b = torch.empty(zb.shape[0], dtype=order_b.dtype, device=zb.device)
         rank_b[order_b] = torch.arange(n_b, device=zb.device)
         self_slot = rank_b[self_index[rows_a]] - start  # (R,) the anchor's own slot in its block
     inv_tau = 1.0 / tau
@@ -191,7 +202,7 @@ def _loss_and_grads(
     slots = torch.arange(max_block, device=za.device)
     ones = zb.new_ones(n_b)
     grad_a_s = torch.empty_like(qa) if need_a else None
-    grad_b_s = torch.zeros_like(zb) if need_b else None
+    grad_b_s = zb.new_zeros(n_b, zb.shape[1]) if need_b else None
     total = za.new_zeros(())
     max_rows = max(1, CHUNK_ELEMENTS // n_b)
     n_chunks = math.ceil(n_kept / max_rows)
