@@ -163,3 +163,129 @@ def test_hard_fraction_samples_as_sample_anchors_and_needs_predictions():
     zero = MultiScaleContrastiveLoss(min_views=3, max_views=12)(
         embeddings, labels, predictions=predictions, generator=torch.Generator().manual_seed(9))
     torch.testing.assert_close(zero, plain, rtol=0, atol=0)
+
+
+# ----------------------------------------------------------------------------- pixel memory
+
+
+def test_pixel_memory_keeps_the_last_entries_of_each_class():
+    from scalecontrast.losses.memory import PixelMemory
+
+    memory = PixelMemory(num_classes=3, size=4)
+    assert memory.dim == 0 and memory.contents()[2].sum() == 0
+    pushed = {k: [] for k in range(3)}
+    g = torch.Generator().manual_seed(0)
+    for n in (3, 0, 6, 2, 9):
+        feats = torch.randn(n, 5, generator=g, dtype=torch.float64)
+        labels = torch.randint(0, 4, (n,), generator=g)  # label 3 is out of range: not stored
+        memory.push(feats, labels)
+        for f, y in zip(feats, labels.tolist()):
+            if y < 3:
+                pushed[y] = (pushed[y] + [torch.nn.functional.normalize(f, dim=0)])[-4:]
+        feats_all, labels_all, filled = memory.contents()
+        assert memory.count.tolist() == [len(pushed[k]) for k in range(3)]
+        for k in range(3):
+            stored = feats_all[filled & (labels_all == k)]
+            expected = torch.stack(pushed[k]) if pushed[k] else stored
+            # the same set of rows (ring order differs from push order)
+            assert sorted(map(tuple, stored.tolist())) == sorted(map(tuple, expected.tolist()))
+    assert memory.feats.dtype == torch.float64 and memory.dim == 5
+    with pytest.raises(ValueError, match="5-d"):
+        memory.push(torch.randn(2, 4), torch.zeros(2, dtype=torch.long))
+
+
+def _memory_steps(loss_fn, n_steps: int, seed: int, dim: int = 6):
+    g = torch.Generator().manual_seed(seed)
+    steps = []
+    for t in range(n_steps):
+        labels = _labels_with_a_fine_only_class(seed + t)
+        embeddings = [torch.randn(2, dim, s, s, generator=g, dtype=torch.float64) for s in (16, 8, 4)]
+        steps.append((embeddings, labels, 100 + t))
+    return steps
+
+
+@pytest.mark.parametrize("chunk", [None, 6 * 50])
+def test_memory_matches_naive_over_steps(monkeypatch, chunk):
+    from scalecontrast.losses import contrastive as contrastive_module
+
+    if chunk is not None:
+        monkeypatch.setattr(contrastive_module, "CHUNK_ELEMENTS", chunk)
+    size = 10
+    loss_fn = MultiScaleContrastiveLoss(min_views=3, max_views=6, memory_size=size, num_classes=5,
+                                        scale_weights=(1.0, 0.0, 0.4))
+    queues = {s: {k: [] for k in range(5)} for s in (0, 2)}
+    for step, (embeddings, labels, seed) in enumerate(_memory_steps(loss_fn, 4, seed=0)):
+        def ours_fn(*e, labels=labels, seed=seed):
+            return loss_fn(list(e), labels, generator=torch.Generator().manual_seed(seed))
+
+        def ref_fn(*e, push=False, labels=labels, seed=seed):
+            sets = _samples(loss_fn, e, labels, seed=seed)
+            memory = [None] * 3
+            for s, queue in queues.items():
+                rows = [(f, k) for k in range(5) for f in queue[k]]
+                if rows:
+                    memory[s] = (torch.stack([f for f, _ in rows]), torch.tensor([k for _, k in rows]))
+            if push:
+                for s, queue in queues.items():
+                    for f, y in zip(sets[s][0].detach(), sets[s][1].tolist()):
+                        queue[y] = (queue[y] + [f])[-size:]
+            return naive_multiscale(sets, scale_weights=(1.0, 0.0, 0.4), memory=memory)["loss"]
+
+        ours, g_ours = _grad(ours_fn, *embeddings)
+        ref, g_ref = _grad(ref_fn, *embeddings)
+        torch.testing.assert_close(ours, ref, rtol=1e-10, atol=1e-12)
+        for a, b in zip(g_ours, g_ref):
+            torch.testing.assert_close(a, b, rtol=1e-8, atol=1e-12)
+        ref_fn(*embeddings, push=True)
+        counts = loss_fn.memory["0"].count.tolist()
+        assert counts == [len(queues[0][k]) for k in range(5)]
+        if step == 0:
+            assert counts[4] > 0 and "1" not in loss_fn.memory  # no within-scale term at scale 1: no queue
+
+
+def test_memory_state_dict_loads_strictly_into_a_fresh_loss():
+    import io
+
+    def make():
+        return MultiScaleContrastiveLoss(min_views=3, max_views=6, memory_size=8, num_classes=5)
+
+    filled = make()
+    steps = _memory_steps(filled, 3, seed=1)
+    for embeddings, labels, seed in steps[:2]:
+        filled(embeddings, labels, generator=torch.Generator().manual_seed(seed))
+    buffer = io.BytesIO()
+    torch.save(filled.state_dict(), buffer)
+    buffer.seek(0)
+    fresh = make()
+    fresh.load_state_dict(torch.load(buffer), strict=True)
+    for key, value in filled.state_dict().items():
+        assert torch.equal(fresh.state_dict()[key], value), key
+    embeddings, labels, seed = steps[2]
+    a = filled(embeddings, labels, generator=torch.Generator().manual_seed(seed))
+    b = fresh(embeddings, labels, generator=torch.Generator().manual_seed(seed))
+    assert torch.equal(a, b)
+    # a fresh loss without memory differs
+    plain = MultiScaleContrastiveLoss(min_views=3, max_views=6)(embeddings, labels,
+                                                                generator=torch.Generator().manual_seed(seed))
+    assert not torch.isclose(a, plain)
+
+
+def test_memory_options_and_modes():
+    with pytest.raises(ValueError, match="num_classes"):
+        MultiScaleContrastiveLoss(memory_size=10)
+    with pytest.raises(ValueError, match="cross_image"):
+        MultiScaleContrastiveLoss(memory_size=10, num_classes=3, cross_image=False)
+    assert MultiScaleContrastiveLoss().state_dict() == {}  # no memory, no buffers (old checkpoints load)
+    loss_fn = MultiScaleContrastiveLoss(min_views=3, memory_size=8, num_classes=5)
+    embeddings, labels, seed = _memory_steps(loss_fn, 1, seed=2)[0]
+    loss_fn.eval()
+    loss_fn(embeddings, labels)
+    assert loss_fn.memory["0"].dim == 0  # eval mode: nothing stored
+    loss_fn.train()
+    # the memory stores the projected rows
+    proj = torch.nn.Linear(6, 3, bias=False).double()
+    loss_fn(embeddings, labels, projections=[proj] * 3)
+    assert loss_fn.memory["0"].dim == 3 and loss_fn.memory["0"].count.sum() > 0
+    norms = loss_fn.memory["0"].feats.norm(dim=-1)
+    filled = loss_fn.memory["0"].contents()[2].view(5, 8)
+    torch.testing.assert_close(norms[filled], torch.ones_like(norms[filled]))

@@ -10,6 +10,7 @@ from torch import Tensor, nn
 
 from scalecontrast.losses.contrastive import contrast
 from scalecontrast.losses.distributed import gather_with_local_grad
+from scalecontrast.losses.memory import PixelMemory
 from scalecontrast.losses.sampling import sample_anchors
 
 __all__ = ["MultiScaleContrastiveLoss"]
@@ -38,6 +39,14 @@ class MultiScaleContrastiveLoss(nn.Module):
         ignore_index, min_views, max_views, max_total: see :func:`sample_anchors`.
         hard_fraction: share of mispredicted ("hard") views per (image, class) pair, see
             :func:`sample_anchors`; ``> 0`` needs ``predictions`` in :meth:`forward`.
+        memory_size: per scale with a within-scale term, a per-class queue (:class:`PixelMemory`,
+            buffers under ``memory.<s>.``) of the last ``memory_size`` embeddings sampled at
+            earlier training steps (detached, after ``projections``). Each within-scale term then
+            contrasts this step's anchors with this step's samples plus the queue; the gradient
+            reaches this step's samples only. The queue is filled after the loss, in training mode
+            only, with every process's samples under ``gather_distributed``. 0: no memory.
+        num_classes: number of classes ``K``, required with ``memory_size > 0`` (memory:
+            ``K * memory_size * D`` floats per scale; ``D`` is taken at the first step).
         detach_low_res: stop the gradient through the cross-scale contrast sets.
         gather_distributed: contrast against the embeddings sampled on every process
             (anchors stay local; the gradient flows to the local part).
@@ -60,9 +69,11 @@ class MultiScaleContrastiveLoss(nn.Module):
         max_views: int = 2500,
         max_total: int = 10000,
         hard_fraction: float = 0.0,
+        memory_size: int = 0,
         detach_low_res: bool = False,
         gather_distributed: bool = False,
         cross_image: bool = True,
+        num_classes: int | None = None,
     ) -> None:
         super().__init__()
         if temperature <= 0 or cross_scale_temperature <= 0:
@@ -78,6 +89,15 @@ class MultiScaleContrastiveLoss(nn.Module):
             raise ValueError(f"cross_scale_reduction must be 'all' or 'positive', got {cross_scale_reduction!r}")
         if not 0.0 <= hard_fraction <= 1.0:
             raise ValueError(f"hard_fraction must be in [0, 1], got {hard_fraction}")
+        if memory_size < 0:
+            raise ValueError(f"memory_size must be >= 0, got {memory_size}")
+        if memory_size > 0 and (num_classes is None or num_classes < 1):
+            raise ValueError(
+                f"memory_size={memory_size} needs num_classes (the number of classes, without the ignore "
+                f"label), got num_classes={num_classes}"
+            )
+        if memory_size > 0 and not cross_image:
+            raise ValueError("memory_size > 0 needs cross_image=True (the memory holds pixels of other images)")
         if gather_distributed and not cross_image:
             raise ValueError("gather_distributed=True needs cross_image=True (gathering contrasts across images)")
         self.scale_weights = tuple(float(w) for w in scale_weights)
@@ -94,6 +114,12 @@ class MultiScaleContrastiveLoss(nn.Module):
         self.detach_low_res = detach_low_res
         self.gather_distributed = gather_distributed
         self.cross_image = cross_image
+        self.memory_size = int(memory_size)
+        self.num_classes = num_classes
+        # one queue per scale that has a within-scale term (scales beyond the model's maps stay empty)
+        self.memory = nn.ModuleDict(
+            {str(s): PixelMemory(num_classes, memory_size) for s, w in enumerate(self.scale_weights) if w != 0}
+        ) if memory_size > 0 else None
 
     def forward(
         self,
@@ -162,8 +188,10 @@ class MultiScaleContrastiveLoss(nn.Module):
             feats, labs, images, all_feats, all_labels, offset = sampled[s]
             if self.cross_image:
                 self_index = torch.arange(feats.shape[0], device=feats.device) + offset
+                others, other_labels, mask = self._with_memory(s, all_feats, all_labels)
                 term = contrast(
-                    feats, labs, all_feats, all_labels, temperature=self.temperature, self_index=self_index
+                    feats, labs, others, other_labels, temperature=self.temperature, self_index=self_index,
+                    contrast_mask=mask,
                 )
             else:
                 term = _per_image(feats, labs, images, feats, labs, images, temperature=self.temperature,
@@ -186,9 +214,27 @@ class MultiScaleContrastiveLoss(nn.Module):
                                   reduction=self.cross_scale_reduction)
             terms[name] = term
             total = total + w * term
+        if self.memory is not None and self.training:
+            for s, w in enumerate(weights):
+                if w != 0:
+                    self.memory[str(s)].push(sampled[s][3].detach(), sampled[s][4])
         if not return_terms:
             return total
         return {"loss": total, **{k: v.detach() for k, v in terms.items()}}
+
+    def _with_memory(self, scale: int, feats: Tensor, labels: Tensor) -> tuple[Tensor, Tensor, Tensor | None]:
+        """The contrast set of a within-scale term: ``feats (n, D)`` plus the scale's filled memory slots."""
+        memory = self.memory[str(scale)] if self.memory is not None else None
+        if memory is None or memory.dim == 0:
+            return feats, labels, None
+        if memory.dim != feats.shape[1]:
+            raise ValueError(f"the pixel memory of scale {scale} holds {memory.dim}-d embeddings, but this step's "
+                             f"are {feats.shape[1]}-d")
+        mem_feats, mem_labels, filled = (t.to(feats.device) for t in memory.contents())
+        dtype = torch.promote_types(feats.dtype, mem_feats.dtype)
+        others = torch.cat([feats.to(dtype), mem_feats.to(dtype)])
+        mask = torch.cat([torch.ones_like(labels, dtype=torch.bool), filled])
+        return others, torch.cat([labels, mem_labels]), mask
 
     def _sample(self, embedding: Tensor, labels: Tensor, generator: torch.Generator | None,
                 project: Callable[[Tensor], Tensor] | None = None, predictions: Tensor | None = None):
