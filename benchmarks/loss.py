@@ -69,8 +69,9 @@ def count_host_reads():
         items = index if isinstance(index, tuple) else (index,)
         return any(isinstance(i, torch.Tensor) and i.dtype == torch.bool for i in items)
 
-    def no_output_size(*args, **kwargs):
-        return kwargs.get("output_size") is None
+    def no_output_size(*args, **kwargs):  # tensor repeats without output_size: the size is read back
+        repeats = kwargs.get("repeats", args[1] if len(args) > 1 else None)
+        return isinstance(repeats, torch.Tensor) and kwargs.get("output_size") is None
 
     for name in ("item", "tolist", "__int__", "__float__", "__bool__", "nonzero", "unique", "unique_consecutive",
                  "masked_select"):

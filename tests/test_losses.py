@@ -458,14 +458,23 @@ def test_return_terms_and_weights():
     embeddings = [torch.randn(2, 6, s, s) for s in (16, 8, 4, 2)]
     loss_fn = MultiScaleContrastiveLoss(min_views=1)
     terms = loss_fn(embeddings, labels, return_terms=True)
-    assert set(terms) == {"loss", "scale_0", "scale_1", "scale_2", "scale_3", "cross_high_low", "cross_high_mid"}
+    counts = {f"{k}_{s}" for k in ("pairs", "anchors") for s in range(4)}
+    assert set(terms) == {"loss", "scale_0", "scale_1", "scale_2", "scale_3", "cross_high_low", "cross_high_mid",
+                          *counts}
+    for s, size in enumerate((16, 8, 4, 2)):
+        small = F.interpolate(labels[:, None].float(), size=(size, size), mode="nearest").long()
+        pair_counts = [int((small[b] == k).sum()) for b in range(2) for k in range(4) if (small[b] == k).any()]
+        views = min(min(pair_counts), 2500, 10000 // len(pair_counts))
+        assert terms[f"pairs_{s}"].item() == len(pair_counts)
+        assert terms[f"anchors_{s}"].item() == len(pair_counts) * views
+    assert all(not terms[k].requires_grad and terms[k].dtype == torch.float32 for k in counts)
     weighted = sum(w * terms[f"scale_{s}"] for s, w in enumerate((1.0, 0.7, 0.4, 0.1)))
     total = weighted + terms["cross_high_low"] + terms["cross_high_mid"]
     torch.testing.assert_close(terms["loss"].detach(), total)
     # single scale (the deepest), no cross-scale: only that map is sampled
     single = MultiScaleContrastiveLoss(scale_weights=(0, 0, 0, 1), cross_scale=False, min_views=1)
     terms = single(embeddings, labels, return_terms=True)
-    assert set(terms) == {"loss", "scale_3"}
+    assert set(terms) == {"loss", "scale_3", "pairs_3", "anchors_3"}
     # the cross-scale temperature is honoured
     hot = MultiScaleContrastiveLoss(min_views=1, scale_weights=(0, 0, 0, 0), cross_scale_temperature=0.5)
     cold = MultiScaleContrastiveLoss(min_views=1, scale_weights=(0, 0, 0, 0), cross_scale_temperature=0.05)

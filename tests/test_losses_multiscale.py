@@ -286,6 +286,9 @@ def test_memory_options_and_modes():
     proj = torch.nn.Linear(6, 3, bias=False).double()
     loss_fn(embeddings, labels, projections=[proj] * 3)
     assert loss_fn.memory["0"].dim == 3 and loss_fn.memory["0"].count.sum() > 0
+    terms = loss_fn(embeddings, labels, projections=[proj] * 3, return_terms=True)
+    assert {"memory_0", "memory_1", "memory_2", "pairs_0", "anchors_0"} <= set(terms)
+    assert terms["memory_0"].item() == loss_fn.memory["0"].count.sum().item() > 0
     norms = loss_fn.memory["0"].feats.norm(dim=-1)
     filled = loss_fn.memory["0"].contents()[2].view(5, 8)
     torch.testing.assert_close(norms[filled], torch.ones_like(norms[filled]))

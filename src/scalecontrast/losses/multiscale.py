@@ -138,8 +138,12 @@ class MultiScaleContrastiveLoss(nn.Module):
             labels: ``(B, H, W)`` integer labels at any resolution.
             predictions: ``(B, H', W')`` predicted classes at any resolution (e.g.
                 ``logits.argmax(1)``); used (and required) when ``hard_fraction > 0``.
-            return_terms: return ``{"loss", "scale_<s>", "cross_high_low", "cross_high_mid"}``
-                (unweighted terms, detached) instead of the scalar.
+            return_terms: return a dict instead of the scalar: ``"loss"`` (the scalar, with its
+                graph) and, detached: ``"scale_<s>"``, ``"cross_high_low"``, ``"cross_high_mid"``
+                (the unweighted active terms); for every sampled scale ``s``, ``"pairs_<s>"`` (valid
+                (image, class) pairs) and ``"anchors_<s>"`` (sampled embeddings, pairs x views) of
+                this process, as float scalars on the embeddings' device (no host sync); with a
+                pixel memory, ``"memory_<s>"`` (filled memory slots after this step).
             generator: optional generator for the anchor sampling.
             projections: optional, one callable per map applied to the sampled rows
                 ``(N, C_s) -> (N, D)`` before the contrast (a projector's last pointwise layer;
@@ -185,7 +189,7 @@ class MultiScaleContrastiveLoss(nn.Module):
         for s, w in enumerate(weights):
             if w == 0:
                 continue
-            feats, labs, images, all_feats, all_labels, offset = sampled[s]
+            feats, labs, images, all_feats, all_labels, offset, _ = sampled[s]
             if self.cross_image:
                 self_index = torch.arange(feats.shape[0], device=feats.device) + offset
                 others, other_labels, mask = self._with_memory(s, all_feats, all_labels)
@@ -200,7 +204,7 @@ class MultiScaleContrastiveLoss(nn.Module):
             total = total + w * term
         for name, s, w in pairs:
             anchors, anchor_labels, anchor_images = sampled[0][:3]
-            _, _, low_images, low_feats, low_labels, _ = sampled[s]
+            _, _, low_images, low_feats, low_labels, _, _ = sampled[s]
             if self.detach_low_res:
                 low_feats = low_feats.detach()
             if self.cross_image:
@@ -220,7 +224,14 @@ class MultiScaleContrastiveLoss(nn.Module):
                     self.memory[str(s)].push(sampled[s][3].detach(), sampled[s][4])
         if not return_terms:
             return total
-        return {"loss": total, **{k: v.detach() for k, v in terms.items()}}
+        counts = {}
+        for s in sorted(sampled):
+            labs, n_pairs = sampled[s][1], sampled[s][6]
+            counts[f"pairs_{s}"] = labs.new_full((), n_pairs, dtype=torch.float32)
+            counts[f"anchors_{s}"] = labs.new_full((), labs.shape[0], dtype=torch.float32)
+            if self.memory is not None and str(s) in self.memory:
+                counts[f"memory_{s}"] = self.memory[str(s)].count.sum().float()
+        return {"loss": total, **{k: v.detach() for k, v in terms.items()}, **counts}
 
     def _with_memory(self, scale: int, feats: Tensor, labels: Tensor) -> tuple[Tensor, Tensor, Tensor | None]:
         """The contrast set of a within-scale term: ``feats (n, D)`` plus the scale's filled memory slots."""
@@ -253,13 +264,14 @@ class MultiScaleContrastiveLoss(nn.Module):
         feats = feats.reshape(-1, embedding.shape[1])  # (T*V, C)
         if project is not None:
             feats = project(feats)  # (T*V, D)
-        views = feats.shape[0] // max(labs.shape[0], 1)
+        n_pairs = labs.shape[0]
+        views = feats.shape[0] // max(n_pairs, 1)
         labs, images = labs.repeat_interleave(views), images.repeat_interleave(views)  # (T*V,)
         if self.gather_distributed:
             all_feats, all_labels, offset = gather_with_local_grad(feats, labs)
         else:
             all_feats, all_labels, offset = feats, labs, 0
-        return feats, labs, images, all_feats, all_labels, offset
+        return feats, labs, images, all_feats, all_labels, offset, n_pairs
 
     def _check(self, embeddings: Sequence[Tensor], labels: Tensor,
                projections: Sequence[Callable[[Tensor], Tensor]] | None = None) -> int:
