@@ -27,7 +27,6 @@ import math
 from typing import Literal
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
@@ -103,35 +102,40 @@ def contrast(
     if reduction not in ("positive", "all"):
         raise ValueError(f"reduction must be 'positive' or 'all', got {reduction!r}")
     dtype = torch.promote_types(feats.dtype, torch.float32)
+    same = contrast_feats is feats and self_index is not None and contrast_mask is None
     with torch.autocast(device_type=feats.device.type, enabled=False):
-        anchors = F.normalize(feats.to(dtype), dim=1)
-        others = anchors if contrast_feats is feats else F.normalize(contrast_feats.to(dtype), dim=1)
         return _ChunkedContrast.apply(
-            anchors, others, labels.long(), contrast_labels.long(), self_index, float(temperature),
-            reduction == "all", contrast_mask,
+            feats.to(dtype), None if same else contrast_feats.to(dtype), labels.long(), contrast_labels.long(),
+            self_index, float(temperature), reduction == "all", contrast_mask,
         )
 
 
 class _ChunkedContrast(torch.autograd.Function):
-    """Loss value and gradient in one chunked pass; backward only scales the saved gradient."""
+    """L2 normalisation, loss value and gradient in one chunked pass; backward only scales the
+    saved gradient. ``xb=None``: the contrast set is ``xa`` itself (one combined gradient)."""
 
     @staticmethod
-    def forward(ctx, za: Tensor, zb: Tensor, ya: Tensor, yb: Tensor, self_index, tau: float,
+    def forward(ctx, xa: Tensor, xb: Tensor | None, ya: Tensor, yb: Tensor, self_index, tau: float,
                 over_all: bool, mask_b: Tensor | None) -> Tensor:
-        need_a, need_b = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
-        loss, grad_a, grad_b = _loss_and_grads(za, ya, zb, yb, self_index, tau, need_a, need_b, over_all, mask_b)
+        need_a = ctx.needs_input_grad[0]
+        need_b = xb is not None and ctx.needs_input_grad[1]
+        za, norm_a = _normalize(xa)
+        zb, norm_b = (za, norm_a) if xb is None else _normalize(xb)
+        loss, grad_a, grad_b = _loss_and_grads(za, ya, zb, yb, self_index, tau, need_a, need_b, over_all, mask_b,
+                                               same=xb is None)
+        # the gradient w.r.t. the raw inputs, through the normalisation, is formed here already
+        grad_a = _normalize_backward(grad_a, za, norm_a) if need_a else None
+        grad_b = _normalize_backward(grad_b, zb, norm_b) if need_b else None
         ctx.save_for_backward(grad_a, grad_b)
-        ctx.has = (need_a, need_b)
         return loss
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_out: Tensor):
         grad_a, grad_b = ctx.saved_tensors
-        need_a, need_b = ctx.has
         return (
-            grad_a * grad_out if need_a else None,
-            grad_b * grad_out if need_b else None,
+            grad_a * grad_out if grad_a is not None else None,
+            grad_b * grad_out if grad_b is not None else None,
             None,
             None,
             None,
@@ -139,6 +143,22 @@ class _ChunkedContrast(torch.autograd.Function):
             None,
             None,
         )
+
+
+_NORM_EPS = 1e-12  # as F.normalize
+
+
+def _normalize(x: Tensor) -> tuple[Tensor, Tensor]:
+    """``x / max(||x||, eps)`` row-wise (as ``F.normalize``) and the clamped norms ``(N, 1)``."""
+    norm = torch.linalg.vector_norm(x, dim=1, keepdim=True).clamp_min_(_NORM_EPS)
+    return x / norm, norm
+
+
+def _normalize_backward(grad: Tensor, z: Tensor, norm: Tensor) -> Tensor:
+    """Gradient w.r.t. ``x`` from the gradient w.r.t. ``z = x / max(||x||, eps)`` (in place on ``grad``)."""
+    dot = (grad * z).sum(1, keepdim=True)
+    dot = torch.where(norm > _NORM_EPS, dot, 0.0)  # a clamped norm is a constant
+    return grad.addcmul_(z, dot, value=-1.0).div_(norm)
 
 
 def _loss_and_grads(
@@ -152,19 +172,21 @@ def _loss_and_grads(
     need_b: bool,
     over_all: bool = False,
     mask_b: Tensor | None = None,
-) -> tuple[Tensor, Tensor, Tensor]:
+    same: bool = False,
+) -> tuple[Tensor, Tensor | None, Tensor | None]:
     """Loss and its gradients w.r.t. the normalised ``za (N, C)`` and ``zb (M, C)``.
 
     The mean runs over the anchors with a positive, or over all ``N`` anchors with ``over_all``.
-    Contrast entries where ``mask_b (M,)`` is False are left out. One host sync (the number of
-    anchors with a positive, the largest positive block and the number of contrast entries).
+    Contrast entries where ``mask_b (M,)`` is False are left out. ``same``: ``zb`` is ``za`` (and
+    ``yb`` is ``ya``); the one gradient, w.r.t. both roles, comes back as the first. One host sync
+    (the number of anchors with a positive, the largest positive block and the number of
+    contrast entries).
     """
-    n_a, n_b = za.shape[0], zb.shape[0]
-    grad_a = torch.zeros_like(za) if need_a else za.new_zeros(0)
-    grad_b = torch.zeros_like(zb) if need_b else zb.new_zeros(0)
+    n_a, n_b, dim = za.shape[0], zb.shape[0], za.shape[1]
+    need_b = need_b and not same
     zero = za.new_zeros(())
     if n_a == 0 or n_b == 0:
-        return zero, grad_a, grad_b
+        return zero, za.new_zeros(za.shape) if need_a else None, zb.new_zeros(zb.shape) if need_b else None
 
     # Sort the contrast set by label: the positives of an anchor are then one block of columns
     # [start, start + block). Anchors with a positive come first, in label order; the others have
@@ -176,35 +198,41 @@ def _loss_and_grads(
     start = torch.searchsorted(yb_sorted, ya, side="left")
     block = torch.searchsorted(yb_sorted, ya, side="right") - start  # (N,) incl. the anchor itself
     keep = block > has_self
-    by_label = torch.sort(ya, stable=True).indices
+    by_label = order_b if same else torch.sort(ya, stable=True).indices
     order_a = by_label[torch.sort((~keep[by_label]).to(torch.uint8), stable=True).indices]
     plan = [keep.sum(), torch.where(keep, block, 0).max()] + ([mask_b.sum()] if mask_b is not None else [])
     plan = torch.stack(plan).tolist()  # the host sync
     n_kept, max_block = plan[:2]
-    n_b = plan[2] if mask_b is not None else n_b
+    n_used = plan[2] if mask_b is not None else n_b
     if n_kept == 0:
-        return zero, grad_a, grad_b
-    order_b = order_b[:n_b]
+        return zero, za.new_zeros(za.shape) if need_a else None, zb.new_zeros(zb.shape) if need_b else None
     n_mean = n_a if over_all else n_kept
 
     rows_a = order_a[:n_kept]  # anchors with a positive, sorted by label
     start, block = start[rows_a], block[rows_a]  # (R,)
-    n_pos = (block - has_self).to(za.dtype)
+    inv_pos = (block - has_self).to(za.dtype).reciprocal_()[:, None]  # (R, 1) 1 / |P(i)|
+    order_b = order_b[:n_used]
+    if has_self or same:
+        rank_b = torch.empty(n_b, dtype=order_b.dtype, device=zb.device)
+        rank_b[order_b] = torch.arange(n_used, device=zb.device)
     if has_self:
-        rank_b = torch.empty(zb.shape[0], dtype=order_b.dtype, device=zb.device)
-        rank_b[order_b] = torch.arange(n_b, device=zb.device)
-        self_slot = rank_b[self_index[rows_a]] - start  # (R,) the anchor's own slot in its block
+        self_slot = (rank_b[self_index[rows_a]] - start)[:, None]  # (R, 1) the anchor's own slot in its block
     inv_tau = 1.0 / tau
-    zb_s = zb[order_b]
-    qa = za[rows_a] * inv_tau  # (R, C)
+    zb_s = zb.index_select(0, order_b)  # (M', C) sorted by label
+    qa = za.index_select(0, rows_a).mul_(inv_tau)  # (R, C)
     static_shift = tau >= _STATIC_SHIFT_MIN_TEMPERATURE
     tiny = torch.finfo(za.dtype).tiny
     slots = torch.arange(max_block, device=za.device)
-    ones = zb.new_ones(n_b)
-    grad_a_s = torch.empty_like(qa) if need_a else None
-    grad_b_s = zb.new_zeros(n_b, zb.shape[1]) if need_b else None
+    ones = zb.new_ones(n_used)
+    grad_s = grad_a = None
+    if same and need_a:  # one gradient, in the sorted order of the contrast set
+        grad_s, row_pos = za.new_zeros(n_used, dim), rank_b[rows_a]
+    elif need_a:
+        grad_a = (za.new_empty if n_kept == n_a else za.new_zeros)(n_a, dim)
+    if need_b:
+        grad_s = zb.new_zeros(n_used, dim)
     total = za.new_zeros(())
-    max_rows = max(1, CHUNK_ELEMENTS // n_b)
+    max_rows = max(1, CHUNK_ELEMENTS // n_used)
     n_chunks = math.ceil(n_kept / max_rows)
     size = math.ceil(n_kept / n_chunks)
     for lo in range(0, n_kept, size):
@@ -212,7 +240,7 @@ def _loss_and_grads(
         q = qa[lo:hi]  # (c, C)
         blk = block[lo:hi, None]  # (c, 1)
         slot = torch.minimum(slots, blk - 1)  # (c, P): slots past a block repeat its last one
-        cols = start[lo:hi, None] + slot  # (c, P) columns of the positives
+        cols = slot + start[lo:hi, None]  # (c, P) columns of the positives
         sim = q @ zb_s.T  # (c, M): s_ij
         pos = sim.gather(1, cols)  # (c, P) positives (and self)
         sim.scatter_(1, cols, float("-inf"))  # keep only the negatives
@@ -224,34 +252,44 @@ def _loss_and_grads(
             sim.sub_(shift)
         exp_sim = sim.exp_()  # (c, M) exp(s_ik - shift) on the negatives, 0 on the positives
         neg_sum = (exp_sim @ ones)[:, None]  # (c, 1)
-        log_neg = torch.log(neg_sum)  # LN_i (minus the shift); -inf when there is no negative
+        margin = torch.log(neg_sum)  # LN_i (minus the shift); -inf when there is no negative
         if shift is not None:
-            log_neg = log_neg + shift
-        margin = (log_neg - pos).masked_fill_(slots >= blk, float("-inf"))  # (c, P)
+            margin = margin.add_(shift)
+        margin = margin - pos  # (c, P) LN_i - s_ij
+        margin.masked_fill_(slots >= blk, float("-inf"))  # softplus/sigmoid(-inf) = 0
         if has_self:
-            margin.scatter_(1, self_slot[lo:hi, None], float("-inf"))  # softplus/sigmoid(-inf) = 0
-        scale = n_pos[lo:hi, None]
-        total = total + (F.softplus(margin).sum(1, keepdim=True) / scale).sum()
-        if not (need_a or need_b):
+            margin.scatter_(1, self_slot[lo:hi], float("-inf"))
+        sig = torch.sigmoid(margin)  # (c, P), 0 on padding and self
+        # softplus(m) = relu(m) - log(sigmoid(|m|)), finite for any m (F.softplus is slow on CPU)
+        soft = torch.sigmoid(margin.abs_()).log_()  # margin is |m| from here on
+        soft = torch.where(sig > 0.5, margin, 0.0).sub_(soft)  # sig > 0.5 <=> m > 0
+        total = total + (soft.sum(1, keepdim=True) * inv_pos[lo:hi]).sum()
+        if grad_s is None and grad_a is None:
             continue
         # dL/ds_ij = -sig_ij / (|P(i)| M) on the positives and coef_i exp_ik on the negatives,
         # coef_i = sum_j sig_ij / (|P(i)| M neg_sum_i). The positives' entries are written into the
         # exp block divided by coef_i (= -neg_sum_i sig_ij / sum_j sig_ij, bounded by neg_sum_i),
         # so that each gradient is one matrix product with that block, scaled by coef.
-        sig = torch.sigmoid(margin)  # (c, P), 0 on padding and self
         sig_sum = sig.sum(1, keepdim=True)
-        coef = sig_sum / (scale * n_mean) / neg_sum.clamp_min(tiny)  # (c, 1)
-        weights = sig / torch.where(sig_sum > 0, sig_sum, 1.0)
-        exp_sim.scatter_(1, cols, (weights * -neg_sum).gather(1, slot))
+        coef = (sig_sum * inv_pos[lo:hi]).div_(neg_sum.clamp_min(tiny)).mul_(1.0 / n_mean)  # (c, 1)
+        sig.mul_(neg_sum.neg().div_(torch.where(sig_sum > 0, sig_sum, 1.0)))
+        exp_sim.scatter_(1, cols, sig.gather(1, slot))
         if need_a:
-            grad_a_s[lo:hi] = (exp_sim @ zb_s).mul_(coef * inv_tau)
-        if need_b:
-            grad_b_s.addmm_(exp_sim.T, q * coef)
+            rows = (exp_sim @ zb_s).mul_(coef * inv_tau)
+            if same:
+                grad_s.index_add_(0, row_pos[lo:hi], rows)
+            else:
+                grad_a.index_copy_(0, rows_a[lo:hi], rows)
+        if grad_s is not None:
+            grad_s.addmm_(exp_sim.T, q.mul_(coef))  # q is not used again
 
-    if need_a:
-        grad_a[rows_a] = grad_a_s
+    if same and need_a:
+        grad_a = (za.new_empty if n_used == n_b else za.new_zeros)(n_b, dim)
+        grad_a[order_b] = grad_s
+    grad_b = None
     if need_b:
-        grad_b[order_b] = grad_b_s
+        grad_b = (zb.new_empty if n_used == n_b else zb.new_zeros)(n_b, dim)
+        grad_b[order_b] = grad_s
     return total / n_mean, grad_a, grad_b
 
 
