@@ -179,7 +179,7 @@ def _loss_and_grads(
     The mean runs over the anchors with a positive, or over all ``N`` anchors with ``over_all``.
     Contrast entries where ``mask_b (M,)`` is False are left out. ``same``: ``zb`` is ``za`` (and
     ``yb`` is ``ya``); the one gradient, w.r.t. both roles, comes back as the first. One host sync
-    (the number of anchors with a positive, the largest positive block and the number of
+    (the number of anchors with a positive, each chunk's widest positive block and the number of
     contrast entries).
     """
     n_a, n_b, dim = za.shape[0], zb.shape[0], za.shape[1]
@@ -200,10 +200,16 @@ def _loss_and_grads(
     keep = block > has_self
     by_label = order_b if same else torch.sort(ya, stable=True).indices
     order_a = by_label[torch.sort((~keep[by_label]).to(torch.uint8), stable=True).indices]
-    plan = [keep.sum(), torch.where(keep, block, 0).max()] + ([mask_b.sum()] if mask_b is not None else [])
-    plan = torch.stack(plan).tolist()  # the host sync
-    n_kept, max_block = plan[:2]
-    n_used = plan[2] if mask_b is not None else n_b
+    # Chunks of `size` rows in this order (sized for all N anchors and all M entries, before the
+    # sync); the widest positive block of each chunk sizes its (rows, P) positive tensors.
+    n_chunks = math.ceil(n_a / max(1, CHUNK_ELEMENTS // n_b))
+    size = math.ceil(n_a / n_chunks)
+    widths = torch.where(keep, block, 0)[order_a]
+    widths = torch.cat([widths, widths.new_zeros(n_chunks * size - n_a)]).view(n_chunks, size).amax(1)
+    plan = [keep.sum()[None], widths] + ([mask_b.sum()[None]] if mask_b is not None else [])
+    plan = torch.cat(plan).tolist()  # the host sync
+    n_kept, widths = plan[0], plan[1 : n_chunks + 1]
+    n_used = plan[-1] if mask_b is not None else n_b
     if n_kept == 0:
         return zero, za.new_zeros(za.shape) if need_a else None, zb.new_zeros(zb.shape) if need_b else None
     n_mean = n_a if over_all else n_kept
@@ -222,7 +228,7 @@ def _loss_and_grads(
     qa = za.index_select(0, rows_a).mul_(inv_tau)  # (R, C)
     static_shift = tau >= _STATIC_SHIFT_MIN_TEMPERATURE
     tiny = torch.finfo(za.dtype).tiny
-    slots = torch.arange(max_block, device=za.device)
+    slots_all = torch.arange(max(widths), device=za.device)
     ones = zb.new_ones(n_used)
     grad_s = grad_a = None
     if same and need_a:  # one gradient, in the sorted order of the contrast set
@@ -232,11 +238,9 @@ def _loss_and_grads(
     if need_b:
         grad_s = zb.new_zeros(n_used, dim)
     total = za.new_zeros(())
-    max_rows = max(1, CHUNK_ELEMENTS // n_used)
-    n_chunks = math.ceil(n_kept / max_rows)
-    size = math.ceil(n_kept / n_chunks)
-    for lo in range(0, n_kept, size):
+    for chunk, lo in enumerate(range(0, n_kept, size)):
         hi = min(lo + size, n_kept)
+        slots = slots_all[: widths[chunk]]
         q = qa[lo:hi]  # (c, C)
         blk = block[lo:hi, None]  # (c, 1)
         slot = torch.minimum(slots, blk - 1)  # (c, P): slots past a block repeat its last one
