@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-from naive import dense_contrastive, naive_contrastive
+from naive import dense_contrastive, naive_contrastive, naive_per_image
 
 from scalecontrast.losses import MultiScaleContrastiveLoss, contrastive_loss, sample_anchors
 from scalecontrast.losses import contrastive as contrastive_module
@@ -61,6 +61,48 @@ def test_many_chunks_match_naive(monkeypatch):
     ref, (g_ref,) = _grad(lambda f: naive_contrastive(f, labels), feats)
     torch.testing.assert_close(ours, ref, rtol=1e-10, atol=1e-10)
     torch.testing.assert_close(g_ours, g_ref, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("temperature", [0.1, 0.01])
+@pytest.mark.parametrize("reduction", ["positive", "all"])
+@pytest.mark.parametrize("same", [True, False])
+def test_chunks_spanning_labels_match_naive(monkeypatch, temperature, reduction, same):
+    monkeypatch.setattr(contrastive_module, "CHUNK_ELEMENTS", 7 * 60)  # 7 rows of 60 columns per chunk
+    g = torch.Generator().manual_seed(8)
+    feats = torch.randn(60, 5, generator=g, dtype=torch.float64)
+    labels = torch.cat([torch.randint(0, 6, (50,), generator=g), torch.tensor([9] * 9 + [11])])
+    if same:  # singletons (label 11) have no positive; unequal class sizes pad the positive blocks
+        inputs, others, o_labels, self_index = (feats,), None, None, torch.arange(60)
+    else:
+        others = torch.randn(60, 5, generator=g, dtype=torch.float64)
+        o_labels = torch.randint(0, 4, (60,), generator=g)  # labels 4, 5, 9, 11: no positive
+        inputs, self_index = (feats, others), None
+
+    def ours_fn(a, b=None):
+        b = a if b is None else b
+        return contrastive_module.contrast(a, labels, b, labels if o_labels is None else o_labels,
+                                           temperature=temperature, self_index=self_index, reduction=reduction)
+
+    def ref_fn(a, b=None):
+        return naive_contrastive(a, labels, b, o_labels, temperature=temperature, reduction=reduction)
+
+    ours, g_ours = _grad(ours_fn, *inputs)
+    ref, g_ref = _grad(ref_fn, *inputs)
+    torch.testing.assert_close(ours, ref, rtol=1e-10, atol=1e-12)
+    for a, b in zip(g_ours, g_ref):
+        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("temperature", [0.1, 0.01, 0.004])
+def test_fp32_with_duplicated_positives_stays_close_to_fp64(temperature):
+    # each anchor has an identical twin (s_ij = 1/tau, far above its negatives) and ordinary positives
+    feats, labels = _random_set(40, 8, 4, 9)
+    feats, labels = torch.cat([feats, feats[:10]]), torch.cat([labels, labels[:10]])
+    ours, (g_ours,) = _grad(lambda f: contrastive_loss(f, labels, temperature=temperature), feats.float())
+    ref, (g_ref,) = _grad(lambda f: naive_contrastive(f, labels, temperature=temperature), feats)
+    assert torch.isfinite(g_ours).all()
+    torch.testing.assert_close(ours.double(), ref, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(g_ours.double(), g_ref, rtol=1e-3, atol=1e-4 * g_ref.abs().max().item())
 
 
 def test_gradcheck():
@@ -199,6 +241,74 @@ def test_sampler_degenerate_batches():
     assert feats.shape == (1, 1, 3)
 
 
+def _hard_mining_case():
+    """Three pairs with V = 10 views: plenty of both kinds, too few hard, too few easy."""
+    labels = torch.full((2, 12, 10), 255)
+    labels[0, :4] = 0  # 40 pixels, 10 mispredicted
+    labels[0, 4:6] = 1  # 20 pixels, 2 mispredicted
+    labels[1, :2] = 2  # 20 pixels, 19 mispredicted
+    predictions = labels.clone()
+    predictions[0, 0] = 5
+    predictions[0, 4, :2] = 0
+    predictions[1, :2] = 7
+    predictions[1, 1, 9] = 2
+    return labels, predictions
+
+
+def _hard_counts(feats, labels, predictions):
+    flat = predictions.reshape(2, -1)
+    counts = []
+    for views in feats:
+        b, pixels = int(views[0, 0]), views[:, 1].long()
+        assert len(set(pixels.tolist())) == len(pixels)
+        counts.append(int((flat[b, pixels] != labels.reshape(2, -1)[b, pixels]).sum()))
+    return counts
+
+
+@pytest.mark.parametrize(("fraction", "expected"), [(0.3, [3, 2, 9]), (0.5, [5, 2, 9]), (0.04, [0, 0, 9]),
+                                                    (0.06, [1, 1, 9]), (1.0, [10, 2, 10])])
+def test_hard_anchor_quota_and_fill_up(fraction, expected):
+    labels, predictions = _hard_mining_case()
+    emb = _position_embeddings(2, 12, 10)
+    # labels at 2x and predictions at 4x the map's resolution: both resized by nearest
+    big_labels = labels.repeat_interleave(2, 1).repeat_interleave(2, 2)
+    big_predictions = predictions.repeat_interleave(4, 1).repeat_interleave(4, 2)
+    feats, pair_labels = sample_anchors(emb, big_labels, max_views=10, predictions=big_predictions,
+                                        hard_fraction=fraction, generator=torch.Generator().manual_seed(0))
+    assert feats.shape == (3, 10, 2) and pair_labels.tolist() == [0, 1, 2]
+    flat = labels.reshape(2, -1)
+    for (b, k), views in zip([(0, 0), (0, 1), (1, 2)], feats):
+        assert (views[:, 0] == b).all() and (flat[b, views[:, 1].long()] == k).all()
+    # round(fraction * V) hard views, a shortfall of hard (pair 2) or easy (pair 3: 1 easy pixel) filled up
+    assert _hard_counts(feats, labels, predictions) == expected
+
+
+def test_hard_anchors_are_reproducible_and_off_at_zero():
+    labels, predictions = _hard_mining_case()
+    emb = _position_embeddings(2, 12, 10)
+
+    def draw(seed, **kw):
+        return sample_anchors(emb, labels, max_views=10, generator=torch.Generator().manual_seed(seed), **kw)[0]
+
+    assert torch.equal(draw(1, predictions=predictions, hard_fraction=0.3),
+                       draw(1, predictions=predictions, hard_fraction=0.3))
+    assert not torch.equal(draw(1, predictions=predictions, hard_fraction=0.3),
+                           draw(2, predictions=predictions, hard_fraction=0.3))
+    # hard_fraction=0: exactly the plain sampler's draws, whatever the predictions
+    for seed in range(3):
+        assert torch.equal(draw(seed, predictions=predictions, hard_fraction=0.0), draw(seed))
+    # every pixel of a kind is eventually drawn (uniform within a kind, not a fixed subset)
+    seen = set()
+    for seed in range(30):
+        views = draw(seed, predictions=predictions, hard_fraction=0.3)[0]
+        seen |= set(views[:, 1].long().tolist())
+    assert seen == set(range(40))
+    with pytest.raises(ValueError, match="predictions"):
+        sample_anchors(emb, labels, hard_fraction=0.5)
+    with pytest.raises(ValueError, match="hard_fraction"):
+        sample_anchors(emb, labels, predictions=predictions, hard_fraction=1.5)
+
+
 # ----------------------------------------------------------------------------- multi-scale
 
 
@@ -274,25 +384,6 @@ def test_per_image_contrast_matches_naive_when_every_pixel_is_sampled():
         MultiScaleContrastiveLoss(cross_image=False, gather_distributed=True)
 
 
-def _naive_per_image(feats, labels, images, others, other_labels, other_images, temperature):
-    """Mean over anchors with a positive and a negative in their own image of DESIGN.md's per-anchor loss."""
-    same = others is feats
-    z, zc = F.normalize(feats, dim=1), F.normalize(others, dim=1)
-    losses = []
-    for i in range(len(labels)):
-        mine = other_images == images[i]
-        pos = mine & (other_labels == labels[i])
-        if same:
-            pos[i] = False
-        neg = mine & (other_labels != labels[i])
-        if not pos.any() or not neg.any():
-            continue
-        s = zc @ z[i] / temperature
-        neg_sum = torch.exp(s[neg]).sum()
-        losses.append(-(s[pos] - torch.log(torch.exp(s[pos]) + neg_sum)).mean())
-    return torch.stack(losses).mean()
-
-
 @pytest.mark.parametrize("same", [True, False])
 def test_per_image_term_matches_naive_with_unequal_images(same):
     from scalecontrast.losses.multiscale import _per_image
@@ -309,7 +400,7 @@ def test_per_image_term_matches_naive_with_unequal_images(same):
         others = torch.randn(5, 6, generator=g, dtype=torch.float64, requires_grad=True)
     args = (feats, labels, images, others, o_labels, o_images)
     ours = _per_image(*args, temperature=0.2, num_images=3)
-    ref = _naive_per_image(*args, temperature=0.2)
+    ref = naive_per_image(*args, temperature=0.2, same_set=same)
     torch.testing.assert_close(ours, ref, rtol=1e-10, atol=1e-12)
     inputs = [feats] if same else [feats, others]
     for a, b in zip(torch.autograd.grad(ours, inputs), torch.autograd.grad(ref, inputs)):
@@ -367,14 +458,23 @@ def test_return_terms_and_weights():
     embeddings = [torch.randn(2, 6, s, s) for s in (16, 8, 4, 2)]
     loss_fn = MultiScaleContrastiveLoss(min_views=1)
     terms = loss_fn(embeddings, labels, return_terms=True)
-    assert set(terms) == {"loss", "scale_0", "scale_1", "scale_2", "scale_3", "cross_high_low", "cross_high_mid"}
+    counts = {f"{k}_{s}" for k in ("pairs", "anchors") for s in range(4)}
+    assert set(terms) == {"loss", "scale_0", "scale_1", "scale_2", "scale_3", "cross_high_low", "cross_high_mid",
+                          *counts}
+    for s, size in enumerate((16, 8, 4, 2)):
+        small = F.interpolate(labels[:, None].float(), size=(size, size), mode="nearest").long()
+        pair_counts = [int((small[b] == k).sum()) for b in range(2) for k in range(4) if (small[b] == k).any()]
+        views = min(min(pair_counts), 2500, 10000 // len(pair_counts))
+        assert terms[f"pairs_{s}"].item() == len(pair_counts)
+        assert terms[f"anchors_{s}"].item() == len(pair_counts) * views
+    assert all(not terms[k].requires_grad and terms[k].dtype == torch.float32 for k in counts)
     weighted = sum(w * terms[f"scale_{s}"] for s, w in enumerate((1.0, 0.7, 0.4, 0.1)))
     total = weighted + terms["cross_high_low"] + terms["cross_high_mid"]
     torch.testing.assert_close(terms["loss"].detach(), total)
     # single scale (the deepest), no cross-scale: only that map is sampled
     single = MultiScaleContrastiveLoss(scale_weights=(0, 0, 0, 1), cross_scale=False, min_views=1)
     terms = single(embeddings, labels, return_terms=True)
-    assert set(terms) == {"loss", "scale_3"}
+    assert set(terms) == {"loss", "scale_3", "pairs_3", "anchors_3"}
     # the cross-scale temperature is honoured
     hot = MultiScaleContrastiveLoss(min_views=1, scale_weights=(0, 0, 0, 0), cross_scale_temperature=0.5)
     cold = MultiScaleContrastiveLoss(min_views=1, scale_weights=(0, 0, 0, 0), cross_scale_temperature=0.05)
@@ -438,3 +538,33 @@ def test_losses_import_no_other_layer():
             elif isinstance(node, ast.Import):
                 assert all(not a.name.startswith("scalecontrast.") or a.name.startswith("scalecontrast.losses")
                            for a in node.names), path.name
+
+
+@pytest.mark.parametrize("same", [True, False])
+def test_contrast_mask_leaves_entries_out(monkeypatch, same):
+    monkeypatch.setattr(contrastive_module, "CHUNK_ELEMENTS", 5 * 40)
+    feats, labels = _random_set(30, 6, 4, 11)
+    extra, extra_labels = _random_set(25, 6, 5, 12)
+    mask = torch.rand(25, generator=torch.Generator().manual_seed(0)) < 0.5
+    self_index = torch.arange(30) if same else None
+
+    # within-set: the contrast set is the anchors + masked extras; cross-set: the masked extras only
+    def ours_fn(a, b):
+        if not same:
+            return contrastive_module.contrast(a, labels, b, extra_labels, temperature=0.1, contrast_mask=mask)
+        return contrastive_module.contrast(
+            a, labels, torch.cat([a, b]), torch.cat([labels, extra_labels]), temperature=0.1,
+            self_index=self_index, contrast_mask=torch.cat([torch.ones(30, dtype=torch.bool), mask]))
+
+    def ref_fn(a, b):
+        if not same:
+            return naive_contrastive(a, labels, b[mask], extra_labels[mask], temperature=0.1)
+        return naive_contrastive(a, labels, torch.cat([a, b[mask]]), torch.cat([labels, extra_labels[mask]]),
+                                 temperature=0.1, self_index=self_index)
+
+    ours, g_ours = _grad(ours_fn, feats, extra)
+    ref, g_ref = _grad(ref_fn, feats, extra)
+    torch.testing.assert_close(ours, ref, rtol=1e-10, atol=1e-12)
+    for a, b in zip(g_ours, g_ref):
+        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-12)
+    assert not g_ours[1][~mask].any()

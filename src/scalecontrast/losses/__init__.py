@@ -3,6 +3,7 @@ segmentation loss (torch only)."""
 
 from scalecontrast.losses.contrastive import contrastive_loss
 from scalecontrast.losses.head import ContrastiveHead, Projector
+from scalecontrast.losses.memory import PixelMemory
 from scalecontrast.losses.multiscale import MultiScaleContrastiveLoss
 from scalecontrast.losses.sampling import downsample_labels, sample_anchors
 from scalecontrast.losses.segmentation import SegmentationLoss
@@ -11,6 +12,7 @@ __all__ = [
     "ContrastiveHead",
     "Projector",
     "MultiScaleContrastiveLoss",
+    "PixelMemory",
     "SegmentationLoss",
     "contrastive_loss",
     "downsample_labels",

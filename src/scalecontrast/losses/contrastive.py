@@ -12,19 +12,21 @@ term equals ``softplus(LN_i - s_ij)``, so
     dL/ds_ij = -sigmoid(LN_i - s_ij) / (M |P(i)|)             for j in P(i)
     dL/ds_ik =  A_i exp(s_ik - LN_i) / M,  A_i = sum_j sigmoid(LN_i - s_ij) / |P(i)|   for k in Neg(i)
 
-where M is the number of anchors that have a positive (the others are left out of the mean).
+where M is the number of anchors that have a positive (the others are left out of the mean;
+``reduction="all"`` makes M all anchors, those without a positive counting 0).
 The contrast set is sorted by label, so an anchor's positives form one contiguous block.
-Anchors are processed per label in chunks of rows; each chunk's ``(rows, N)`` similarity
-block is built once and the gradient is formed in the same pass, which costs exactly three
-``N x N x C`` matrix products in all and never holds an ``N x N`` tensor.
+The anchors that have a positive are sorted by label and processed in chunks of rows that may
+span several labels; each chunk's ``(rows, M)`` similarity block is built once and the gradient
+is formed in the same pass, which costs exactly three ``N x M x C`` matrix products in all and
+never holds an ``N x M`` tensor (a chunk holds at most ``CHUNK_ELEMENTS`` similarities).
 """
 
 from __future__ import annotations
 
 import math
+from typing import Literal
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
@@ -83,47 +85,80 @@ def contrast(
     *,
     temperature: float,
     self_index: Tensor | None = None,
+    reduction: Literal["positive", "all"] = "positive",
+    contrast_mask: Tensor | None = None,
 ) -> Tensor:
     """Core of :func:`contrastive_loss` without argument checks.
 
     ``self_index`` (``(N,)``, optional) gives, for each anchor, its own position in the
     contrast set; that entry is excluded from the anchor's positives and negatives.
+    ``reduction``: ``"positive"`` averages over the anchors that have a positive; ``"all"``
+    over all ``N`` anchors, an anchor without a positive counting 0 (the official cross-scale
+    reduction). ``contrast_mask`` (``(M,)`` bool, optional) leaves the contrast entries where it is
+    False out entirely (e.g. the unfilled slots of a pixel memory), at no extra host sync.
     """
     if temperature <= 0:
         raise ValueError(f"temperature must be > 0, got {temperature}")
+    if reduction not in ("positive", "all"):
+        raise ValueError(f"reduction must be 'positive' or 'all', got {reduction!r}")
     dtype = torch.promote_types(feats.dtype, torch.float32)
+    same = contrast_feats is feats and self_index is not None and contrast_mask is None
     with torch.autocast(device_type=feats.device.type, enabled=False):
-        anchors = F.normalize(feats.to(dtype), dim=1)
-        others = anchors if contrast_feats is feats else F.normalize(contrast_feats.to(dtype), dim=1)
         return _ChunkedContrast.apply(
-            anchors, others, labels.long(), contrast_labels.long(), self_index, float(temperature)
+            feats.to(dtype), None if same else contrast_feats.to(dtype), labels.long(), contrast_labels.long(),
+            self_index, float(temperature), reduction == "all", contrast_mask,
         )
 
 
 class _ChunkedContrast(torch.autograd.Function):
-    """Loss value and gradient in one chunked pass; backward only scales the saved gradient."""
+    """L2 normalisation, loss value and gradient in one chunked pass; backward only scales the
+    saved gradient. ``xb=None``: the contrast set is ``xa`` itself (one combined gradient)."""
 
     @staticmethod
-    def forward(ctx, za: Tensor, zb: Tensor, ya: Tensor, yb: Tensor, self_index, tau: float) -> Tensor:
-        need_a, need_b = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
-        loss, grad_a, grad_b = _loss_and_grads(za, ya, zb, yb, self_index, tau, need_a, need_b)
+    def forward(ctx, xa: Tensor, xb: Tensor | None, ya: Tensor, yb: Tensor, self_index, tau: float,
+                over_all: bool, mask_b: Tensor | None) -> Tensor:
+        need_a = ctx.needs_input_grad[0]
+        need_b = xb is not None and ctx.needs_input_grad[1]
+        za, norm_a = _normalize(xa)
+        zb, norm_b = (za, norm_a) if xb is None else _normalize(xb)
+        loss, grad_a, grad_b = _loss_and_grads(za, ya, zb, yb, self_index, tau, need_a, need_b, over_all, mask_b,
+                                               same=xb is None)
+        # the gradient w.r.t. the raw inputs, through the normalisation, is formed here already
+        grad_a = _normalize_backward(grad_a, za, norm_a) if need_a else None
+        grad_b = _normalize_backward(grad_b, zb, norm_b) if need_b else None
         ctx.save_for_backward(grad_a, grad_b)
-        ctx.has = (need_a, need_b)
         return loss
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_out: Tensor):
         grad_a, grad_b = ctx.saved_tensors
-        need_a, need_b = ctx.has
         return (
-            grad_a * grad_out if need_a else None,
-            grad_b * grad_out if need_b else None,
+            grad_a * grad_out if grad_a is not None else None,
+            grad_b * grad_out if grad_b is not None else None,
+            None,
+            None,
             None,
             None,
             None,
             None,
         )
+
+
+_NORM_EPS = 1e-12  # as F.normalize
+
+
+def _normalize(x: Tensor) -> tuple[Tensor, Tensor]:
+    """``x / max(||x||, eps)`` row-wise (as ``F.normalize``) and the clamped norms ``(N, 1)``."""
+    norm = torch.linalg.vector_norm(x, dim=1, keepdim=True).clamp_min_(_NORM_EPS)
+    return x / norm, norm
+
+
+def _normalize_backward(grad: Tensor, z: Tensor, norm: Tensor) -> Tensor:
+    """Gradient w.r.t. ``x`` from the gradient w.r.t. ``z = x / max(||x||, eps)`` (in place on ``grad``)."""
+    dot = (grad * z).sum(1, keepdim=True)
+    dot = torch.where(norm > _NORM_EPS, dot, 0.0)  # a clamped norm is a constant
+    return grad.addcmul_(z, dot, value=-1.0).div_(norm)
 
 
 def _loss_and_grads(
@@ -135,98 +170,131 @@ def _loss_and_grads(
     tau: float,
     need_a: bool,
     need_b: bool,
-) -> tuple[Tensor, Tensor, Tensor]:
-    """Loss and its gradients w.r.t. the normalised ``za (N, C)`` and ``zb (M, C)``."""
-    n_a, n_b = za.shape[0], zb.shape[0]
-    need_grad = need_a or need_b
-    grad_a = torch.zeros_like(za) if need_a else za.new_zeros(0)
-    grad_b = torch.zeros_like(zb) if need_b else zb.new_zeros(0)
+    over_all: bool = False,
+    mask_b: Tensor | None = None,
+    same: bool = False,
+) -> tuple[Tensor, Tensor | None, Tensor | None]:
+    """Loss and its gradients w.r.t. the normalised ``za (N, C)`` and ``zb (M, C)``.
+
+    The mean runs over the anchors with a positive, or over all ``N`` anchors with ``over_all``.
+    Contrast entries where ``mask_b (M,)`` is False are left out. ``same``: ``zb`` is ``za`` (and
+    ``yb`` is ``ya``); the one gradient, w.r.t. both roles, comes back as the first. One host sync
+    (the number of anchors with a positive, each chunk's widest positive block and the number of
+    contrast entries).
+    """
+    n_a, n_b, dim = za.shape[0], zb.shape[0], za.shape[1]
+    need_b = need_b and not same
     zero = za.new_zeros(())
     if n_a == 0 or n_b == 0:
-        return zero, grad_a, grad_b
+        return zero, za.new_zeros(za.shape) if need_a else None, zb.new_zeros(zb.shape) if need_b else None
 
-    # Sort both sets by label: the positives of an anchor are then one block of columns.
-    ya_sorted, order_a = torch.sort(ya, stable=True)
+    # Sort the contrast set by label: the positives of an anchor are then one block of columns
+    # [start, start + block). Anchors with a positive come first, in label order; the others have
+    # a loss and a gradient of 0 and are never computed.
+    if mask_b is not None:  # masked entries sort last, behind every label
+        yb = torch.where(mask_b, yb, torch.iinfo(yb.dtype).max)
     yb_sorted, order_b = torch.sort(yb, stable=True)
-    zb_s = zb[order_b]
-    label_a, count_a = torch.unique_consecutive(ya_sorted, return_counts=True)
-    block_start = torch.searchsorted(yb_sorted, label_a, side="left")
-    block_end = torch.searchsorted(yb_sorted, label_a, side="right")
-    if self_index is not None:
-        rank_b = torch.empty_like(order_b)
-        rank_b[order_b] = torch.arange(n_b, device=zb.device)
-        self_pos = rank_b[self_index[order_a]]  # column of each sorted anchor in sorted zb
-    plan = torch.stack([count_a, block_start, block_end]).tolist()  # one host sync: the chunk plan
     has_self = 1 if self_index is not None else 0
-    n_anchors = sum(c for c, s, e in zip(*plan) if e - s - has_self > 0)
-    if n_anchors == 0:
-        return zero, grad_a, grad_b
+    start = torch.searchsorted(yb_sorted, ya, side="left")
+    block = torch.searchsorted(yb_sorted, ya, side="right") - start  # (N,) incl. the anchor itself
+    keep = block > has_self
+    by_label = order_b if same else torch.sort(ya, stable=True).indices
+    order_a = by_label[torch.sort((~keep[by_label]).to(torch.uint8), stable=True).indices]
+    # Chunks of `size` rows in this order (sized for all N anchors and all M entries, before the
+    # sync); the widest positive block of each chunk sizes its (rows, P) positive tensors.
+    n_chunks = math.ceil(n_a / max(1, CHUNK_ELEMENTS // n_b))
+    size = math.ceil(n_a / n_chunks)
+    widths = torch.where(keep, block, 0)[order_a]
+    widths = torch.cat([widths, widths.new_zeros(n_chunks * size - n_a)]).view(n_chunks, size).amax(1)
+    plan = [keep.sum()[None], widths] + ([mask_b.sum()[None]] if mask_b is not None else [])
+    plan = torch.cat(plan).tolist()  # the host sync
+    n_kept, widths = plan[0], plan[1 : n_chunks + 1]
+    n_used = plan[-1] if mask_b is not None else n_b
+    if n_kept == 0:
+        return zero, za.new_zeros(za.shape) if need_a else None, zb.new_zeros(zb.shape) if need_b else None
+    n_mean = n_a if over_all else n_kept
 
+    rows_a = order_a[:n_kept]  # anchors with a positive, sorted by label
+    start, block = start[rows_a], block[rows_a]  # (R,)
+    inv_pos = (block - has_self).to(za.dtype).reciprocal_()[:, None]  # (R, 1) 1 / |P(i)|
+    order_b = order_b[:n_used]
+    if has_self or same:
+        rank_b = torch.empty(n_b, dtype=order_b.dtype, device=zb.device)
+        rank_b[order_b] = torch.arange(n_used, device=zb.device)
+    if has_self:
+        self_slot = (rank_b[self_index[rows_a]] - start)[:, None]  # (R, 1) the anchor's own slot in its block
     inv_tau = 1.0 / tau
+    zb_s = zb.index_select(0, order_b)  # (M', C) sorted by label
+    qa = za.index_select(0, rows_a).mul_(inv_tau)  # (R, C)
     static_shift = tau >= _STATIC_SHIFT_MIN_TEMPERATURE
-    max_rows = max(1, CHUNK_ELEMENTS // n_b)
-    grad_a_s = torch.zeros_like(za) if need_a else None
-    grad_b_s = torch.zeros_like(zb) if need_b else None
-    total = za.new_zeros(())
-    row = 0
-    for count, start, end in zip(*plan):
-        n_pos = end - start - has_self
-        if n_pos <= 0:
-            row += count
-            continue
-        n_chunks = math.ceil(count / max_rows)
-        size = math.ceil(count / n_chunks)
-        for lo in range(row, row + count, size):
-            hi = min(lo + size, row + count)
-            rows = order_a[lo:hi]
-            q = za[rows] * inv_tau  # (c, C)
-            sim = q @ zb_s.T  # (c, M): s_ij
-            pos = sim[:, start:end].clone()  # (c, P) positives (and self)
-            if static_shift:  # |s| <= 1/tau <= 40: exp(s) is finite and normal in fp32, no shift needed
-                shift = None
-            else:
-                shift = _negative_max(sim, start, end)[:, None]
-                sim.sub_(shift)
-            exp_sim = sim.exp_()
-            exp_sim[:, start:end] = 0  # keep only the negatives
-            neg_sum = exp_sim.sum(1, keepdim=True)  # (c, 1) sum_k exp(s_ik - shift)
-            log_neg = torch.log(neg_sum)  # LN_i (minus the shift); -inf when there is no negative
-            if shift is not None:
-                log_neg = log_neg + shift
-            margin = log_neg - pos  # (c, P)
-            if has_self:
-                self_col = (self_pos[lo:hi] - start)[:, None]
-                margin.scatter_(1, self_col, float("-inf"))  # softplus/sigmoid(-inf) = 0
-            total = total + F.softplus(margin).sum() / n_pos
-            if not need_grad:
-                continue
-            # dL/ds on the positives, and the row factor of the negatives' gradient: the
-            # negatives' block of dL/ds is coef * exp_sim, applied to the small factors of the
-            # matrix products so that no extra pass over the (c, M) block is needed.
-            grad_pos = torch.sigmoid(margin).div_(-(n_pos * n_anchors))  # (c, P)
-            coef = -grad_pos.sum(1, keepdim=True) / neg_sum.clamp_min(torch.finfo(sim.dtype).tiny)
-            if need_a:
-                grad_rows = (exp_sim @ zb_s).mul_(coef)
-                grad_rows.addmm_(grad_pos, zb_s[start:end])
-                grad_a_s[lo:hi] = grad_rows.mul_(inv_tau)
-            if need_b:
-                grad_b_s.addmm_(exp_sim.T, q * coef)
-                grad_b_s[start:end].addmm_(grad_pos.T, q)
-        row += count
-
-    if need_a:
-        grad_a[order_a] = grad_a_s
+    tiny = torch.finfo(za.dtype).tiny
+    slots_all = torch.arange(max(widths), device=za.device)
+    ones = zb.new_ones(n_used)
+    grad_s = grad_a = None
+    if same and need_a:  # one gradient, in the sorted order of the contrast set
+        grad_s, row_pos = za.new_zeros(n_used, dim), rank_b[rows_a]
+    elif need_a:
+        grad_a = (za.new_empty if n_kept == n_a else za.new_zeros)(n_a, dim)
     if need_b:
-        grad_b[order_b] = grad_b_s
-    return total / n_anchors, grad_a, grad_b
+        grad_s = zb.new_zeros(n_used, dim)
+    total = za.new_zeros(())
+    for chunk, lo in enumerate(range(0, n_kept, size)):
+        hi = min(lo + size, n_kept)
+        slots = slots_all[: widths[chunk]]
+        q = qa[lo:hi]  # (c, C)
+        blk = block[lo:hi, None]  # (c, 1)
+        slot = torch.minimum(slots, blk - 1)  # (c, P): slots past a block repeat its last one
+        cols = slot + start[lo:hi, None]  # (c, P) columns of the positives
+        sim = q @ zb_s.T  # (c, M): s_ij
+        pos = sim.gather(1, cols)  # (c, P) positives (and self)
+        sim.scatter_(1, cols, float("-inf"))  # keep only the negatives
+        if static_shift:  # |s| <= 1/tau <= 40: exp(s) is finite and normal in fp32, no shift needed
+            shift = None
+        else:
+            shift = sim.amax(1, keepdim=True)
+            shift = torch.where(torch.isfinite(shift), shift, 0.0)
+            sim.sub_(shift)
+        exp_sim = sim.exp_()  # (c, M) exp(s_ik - shift) on the negatives, 0 on the positives
+        neg_sum = (exp_sim @ ones)[:, None]  # (c, 1)
+        margin = torch.log(neg_sum)  # LN_i (minus the shift); -inf when there is no negative
+        if shift is not None:
+            margin = margin.add_(shift)
+        margin = margin - pos  # (c, P) LN_i - s_ij
+        margin.masked_fill_(slots >= blk, float("-inf"))  # softplus/sigmoid(-inf) = 0
+        if has_self:
+            margin.scatter_(1, self_slot[lo:hi], float("-inf"))
+        sig = torch.sigmoid(margin)  # (c, P), 0 on padding and self
+        # softplus(m) = relu(m) - log(sigmoid(|m|)), finite for any m (F.softplus is slow on CPU)
+        soft = torch.sigmoid(margin.abs_()).log_()  # margin is |m| from here on
+        soft = torch.where(sig > 0.5, margin, 0.0).sub_(soft)  # sig > 0.5 <=> m > 0
+        total = total + (soft.sum(1, keepdim=True) * inv_pos[lo:hi]).sum()
+        if grad_s is None and grad_a is None:
+            continue
+        # dL/ds_ij = -sig_ij / (|P(i)| M) on the positives and coef_i exp_ik on the negatives,
+        # coef_i = sum_j sig_ij / (|P(i)| M neg_sum_i). The positives' entries are written into the
+        # exp block divided by coef_i (= -neg_sum_i sig_ij / sum_j sig_ij, bounded by neg_sum_i),
+        # so that each gradient is one matrix product with that block, scaled by coef.
+        sig_sum = sig.sum(1, keepdim=True)
+        coef = (sig_sum * inv_pos[lo:hi]).div_(neg_sum.clamp_min(tiny)).mul_(1.0 / n_mean)  # (c, 1)
+        sig.mul_(neg_sum.neg().div_(torch.where(sig_sum > 0, sig_sum, 1.0)))
+        exp_sim.scatter_(1, cols, sig.gather(1, slot))
+        if need_a:
+            rows = (exp_sim @ zb_s).mul_(coef * inv_tau)
+            if same:
+                grad_s.index_add_(0, row_pos[lo:hi], rows)
+            else:
+                grad_a.index_copy_(0, rows_a[lo:hi], rows)
+        if grad_s is not None:
+            grad_s.addmm_(exp_sim.T, q.mul_(coef))  # q is not used again
 
-
-def _negative_max(sim: Tensor, start: int, end: int) -> Tensor:
-    """Row maximum of ``sim (c, M)`` outside the column block ``[start, end)``; 0 when empty."""
-    parts = [p.amax(1) for p in (sim[:, :start], sim[:, end:]) if p.shape[1] > 0]
-    if not parts:
-        return sim.new_zeros(sim.shape[0])
-    return torch.stack(parts).amax(0)
+    if same and need_a:
+        grad_a = (za.new_empty if n_used == n_b else za.new_zeros)(n_b, dim)
+        grad_a[order_b] = grad_s
+    grad_b = None
+    if need_b:
+        grad_b = (zb.new_empty if n_used == n_b else zb.new_zeros)(n_b, dim)
+        grad_b[order_b] = grad_s
+    return total / n_mean, grad_a, grad_b
 
 
 def _arange(labels: Tensor) -> Tensor:
