@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 import warnings
 from collections.abc import Sequence
 from typing import Any, Literal
@@ -24,7 +23,7 @@ from scalecontrast.engine.options import (
     loss_kwargs,
     to_dict,
 )
-from scalecontrast.losses import ContrastiveHead, MultiScaleContrastiveLoss, SegmentationLoss
+from scalecontrast.losses import ContrastiveHead, SegmentationLoss
 
 __all__ = ["SegmentationModule", "IMAGENET_MEAN", "IMAGENET_STD"]
 
@@ -180,8 +179,7 @@ class SegmentationModule(L.LightningModule):
                                  "to contrast with `taps` (e.g. --model.taps '[encoder.layer1, ...]'), or "
                                  "train with cross-entropy only (--model.contrast null)")
             kwargs = loss_kwargs(self.contrast_options)
-            if "num_classes" in inspect.signature(MultiScaleContrastiveLoss.__init__).parameters:
-                kwargs["num_classes"] = int(num_classes)  # sizes the pixel memory, when there is one
+            kwargs["num_classes"] = int(num_classes)  # sizes the pixel memory, when there is one
             self.contrastive_head = ContrastiveHead(channels, embed_dim=self.contrast_options.embed_dim,
                                                     ignore_index=ignore_index, **kwargs)
         self.val_metrics = SegmentationMetrics(int(num_classes), ignore_index=ignore_index)
