@@ -24,13 +24,16 @@ from scalecontrast.data import HALF_MEAN, HALF_STD, get_dataset, train_transform
 from scalecontrast.losses import ContrastiveHead
 
 PAPER_CAPS = dict(max_views=2500, max_total=10000)
-# name -> (ContrastiveHead options or None for CE, model options)
-SETTINGS: dict[str, tuple[dict | None, dict]] = {
-    "CE": (None, {}),
-    "CE + 0.1 MS+CS (paper caps: 2500 views, 10000 total)": (PAPER_CAPS, {}),
-    "CE + 0.1 MS+CS (CPU config caps: 500 views, 2000 total)": (dict(max_views=500, max_total=2000), {}),
-    "CE + 0.1 MS+CS (paper caps), taps at the backbone stages (embed_from=backbone)": (
-        PAPER_CAPS, {"embed_from": "backbone"}),
+# name -> (ContrastiveHead options or None for CE, model options, channels_last)
+SETTINGS: dict[str, tuple[dict | None, dict, bool]] = {
+    "CE, default layout": (None, {}, False),
+    "CE + 0.1 MS+CS (paper caps: 2500 views, 10000 total), default layout": (PAPER_CAPS, {}, False),
+    "CE, channels_last (the default)": (None, {}, True),
+    "CE + 0.1 MS+CS (paper caps), channels_last": (PAPER_CAPS, {}, True),
+    "CE + 0.1 MS+CS (CPU config caps: 500 views, 2000 total), channels_last": (
+        dict(max_views=500, max_total=2000), {}, True),
+    "CE + 0.1 MS+CS (paper caps), channels_last, taps at the backbone stages (embed_from=backbone)": (
+        PAPER_CAPS, {"embed_from": "backbone"}, True),
 }
 
 
@@ -50,16 +53,21 @@ def time_training(head: str, data, settings: dict, warmup: int) -> dict[str, flo
     """Median step time per setting; the settings take turns on each batch so that drifts in the
     machine's speed affect them alike."""
     runs = {}
-    for name, (caps, model_kwargs) in settings.items():
+    for name, (caps, model_kwargs, channels_last) in settings.items():
         torch.manual_seed(0)
         model = create_model(head, "tf_efficientnet_lite0", 11, **model_kwargs).train()
         contrast = ContrastiveHead(model.feature_channels, **caps).train() if caps is not None else None
+        if channels_last:
+            model.to(memory_format=torch.channels_last)
+            if contrast is not None:
+                contrast.to(memory_format=torch.channels_last)
         params = list(model.parameters()) + (list(contrast.parameters()) if contrast is not None else [])
-        runs[name] = (model, contrast, torch.optim.SGD(params, lr=0.01, momentum=0.9), [])
+        runs[name] = (model, contrast, torch.optim.SGD(params, lr=0.01, momentum=0.9), [], channels_last)
     for i, (images, masks) in enumerate(data):
-        for model, contrast, opt, times in runs.values():
+        for model, contrast, opt, times, channels_last in runs.values():
             t = time.perf_counter()
-            out = model(images)
+            x = images.contiguous(memory_format=torch.channels_last) if channels_last else images
+            out = model(x)
             loss = F.cross_entropy(out.logits, masks, ignore_index=255)
             if contrast is not None:
                 loss = loss + 0.1 * contrast(out.features, masks)
@@ -85,10 +93,12 @@ def main() -> None:
           f"CamVid batches of {args.batch} x {args.crop}^2, median of {args.steps} steps\n")
     settings = {k: v for k, v in SETTINGS.items() if "embed_from" not in v[1] or args.head in ("fpn", "upernet")}
     train = time_training(args.head, data, settings, args.warmup)
-    base = train["CE"]
-    print("| training step | seconds | relative to CE |\n|---|---|---|")
+    print(f"load average {os.getloadavg()[0]:.2f}\n")
+    print("| training step | seconds | relative to CE in the same layout | relative to CE, default layout |")
+    print("|---|---|---|---|")
     for name, sec in train.items():
-        print(f"| {name} | {sec:.3f} | {sec / base:.2f}x |")
+        ce = train["CE, channels_last (the default)" if "channels_last" in name else "CE, default layout"]
+        print(f"| {name} | {sec:.3f} | {sec / ce:.3f}x | {sec / train['CE, default layout']:.2f}x |")
 
 
 if __name__ == "__main__":
