@@ -5,6 +5,7 @@ image, and checkpoints get the umask's mode."""
 from __future__ import annotations
 
 import os
+import re
 import signal
 import stat
 import subprocess
@@ -93,20 +94,29 @@ def test_nonfinite_loss_is_skipped_then_stops():
 
 def test_nonfinite_weights_are_never_written(tmp_path):
     ckpt = {"global_step": 3, "state_dict": {"a": torch.ones(2), "b": torch.tensor([1.0, float("inf")])}}
-    with pytest.raises(NonFiniteCheckpointError, match=r"not writing .*x.ckpt.*NaN/inf in b\) at step 3"):
+    expected = r"diverged: at step 3 the weights are not finite \(NaN/inf in b\); not writing .*x.ckpt"
+    with pytest.raises(NonFiniteCheckpointError, match=expected):
         AtomicCheckpointIO().save_checkpoint(ckpt, tmp_path / "x.ckpt")
     assert not list(tmp_path.iterdir())
 
 
-def test_divergence_stops_fit_with_step_and_terms(tmp_path, capsys):
-    root = tmp_path / "run"
-    with pytest.raises(SystemExit) as err:
-        main(["fit", *synthetic_args(root), "--trainer.max_steps", "30", "--trainer.limit_val_batches", "0",
-              "--checkpoint.every_n_train_steps", "1", "--model.optimizer.lr", "10000"])
-    msg = str(err.value.code)
-    assert msg.startswith("scalecontrast fit: ") and "diverged" in msg
-    assert "non-finite loss at step" in msg or "not writing" in msg
-    for path in (root / "checkpoints").glob("*.ckpt"):  # only finite checkpoints were written
+def test_divergence_stops_fit_with_step_and_terms(tmp_path):
+    def diverge(root: Path, every: int) -> str:
+        with pytest.raises(SystemExit) as err:
+            main(["fit", *synthetic_args(root), "--trainer.max_steps", "30", "--trainer.limit_val_batches", "0",
+                  "--checkpoint.every_n_train_steps", str(every), "--model.optimizer.lr", "10000"])
+        return str(err.value.code)
+
+    msg = diverge(tmp_path / "a", 100)  # the loss goes NaN first
+    assert re.match(r"scalecontrast fit: training diverged: non-finite loss at step \d+ \(epoch \d+\)", msg), msg
+    assert "non-finite terms: ce=nan" in msg and "contrastive_scale_0=nan" in msg and "--model.optimizer.lr" in msg
+    assert msg.endswith("No checkpoint was written.") and not (tmp_path / "a" / "checkpoints").exists()
+
+    msg = diverge(tmp_path / "b", 1)  # the BN statistics go inf first: that checkpoint is not written
+    assert re.match(r"scalecontrast fit: training diverged: at step (\d+) the weights are not finite \(NaN/inf in "
+                    r".*running_var.*The last checkpoint written \(finite weights\) is .*last.ckpt \(step \d+\)",
+                    msg), msg
+    for path in (tmp_path / "b" / "checkpoints").glob("*.ckpt"):
         state = torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
         assert all(torch.isfinite(v).all() for v in state.values() if v.is_floating_point()), path
 

@@ -205,7 +205,9 @@ def _lightning_cli_class():
                     self.trainer.fit(model, **kwargs)
                 except (TrainingDivergedError, NonFiniteCheckpointError) as err:
                     last = self._last_written()
-                    kept = (f"The last checkpoint written (finite weights) is {last}" if last
+                    steps = [getattr(cb, "_last_global_step_saved", None) for cb in self.trainer.checkpoint_callbacks]
+                    step = f" (step {steps[0]})" if steps and steps[0] else ""
+                    kept = (f"The last checkpoint written (finite weights) is {last}{step}" if last
                             else "No checkpoint was written")
                     raise SystemExit(f"scalecontrast fit: {err}. {kept}.") from None
             finally:

@@ -122,8 +122,9 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         if bad:
             shown = ", ".join(bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
             raise NonFiniteCheckpointError(
-                f"not writing {path}: the weights are not finite (NaN/inf in {shown}) at step "
-                f"{checkpoint.get('global_step', '?')}; training diverged (lower --model.optimizer.lr)")
+                f"training diverged: at step {checkpoint.get('global_step', '?')} the weights are not finite "
+                f"(NaN/inf in {shown}); not writing {path}. Lower the learning rate (--model.optimizer.lr) or add "
+                "warm-up (--model.schedule.warmup_steps N)")
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         try:

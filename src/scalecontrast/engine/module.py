@@ -332,8 +332,8 @@ class SegmentationModule(L.LightningModule):
         lr = self.optimizer_options.lr
         if self._nonfinite_steps > limit:
             raise TrainingDivergedError(
-                f"training diverged: non-finite loss at {where}: {what}. The run stops here; no checkpoint is "
-                f"written from this state. Lower the learning rate (--model.optimizer.lr, now {lr:g}), add warm-up "
+                f"training diverged: non-finite loss at {where}: {what}. The run stops before updating the weights "
+                f"with it. Lower the learning rate (--model.optimizer.lr, now {lr:g}), add warm-up "
                 "(--model.schedule.warmup_steps N), or skip up to N such steps with --model.max_nonfinite_steps N")
         warnings.warn(f"non-finite loss at {where}: {what}; step skipped (no weight update), "
                       f"{self._nonfinite_steps} of --model.max_nonfinite_steps {limit}", stacklevel=2)
