@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import os
 import sys
-import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Literal
@@ -33,9 +32,9 @@ USAGE = """usage: scalecontrast COMMAND [options]
 Semantic segmentation with multi-scale and cross-scale contrastive learning.
 
 training and evaluation (Lightning CLI; see `scalecontrast fit --help`):
-  fit        train:   --config CFG [--data.root DIR] [--trainer.max_steps N] [--ckpt_path last]
-  validate   evaluate on the validation split: --config CFG --ckpt_path CKPT
-  test       evaluate on the test split:       --config CFG --ckpt_path CKPT
+  fit        train:   --config CFG [--data.root DIR] [--trainer.max_steps N] [--ckpt_path last] [--overwrite true]
+  validate   evaluate on the validation split: --config CFG --ckpt_path CKPT (or `none`: untrained)
+  test       evaluate on the test split:       --config CFG --ckpt_path CKPT (or `none`: untrained)
   predict    Lightning's predict loop
 
 from a checkpoint:
@@ -51,34 +50,46 @@ Run `scalecontrast COMMAND --help` for the options of a command.
 """
 
 
+EVAL_COMMANDS = ("validate", "test", "predict")
+SPECIAL_CKPT = ("last", "best", "hpc")
+UNTRAINED = "none"
+CKPT_HELP = ("Checkpoint to evaluate (required), e.g. RUN/checkpoints/last.ckpt. `--ckpt_path none` scores the "
+             "model as configured, untrained (random weights unless pretrained), on purpose.")
+OVERWRITE_HELP = ("Train into a run folder that already holds checkpoints of another run: last.ckpt and step "
+                  "checkpoints of the same name are replaced (default: refuse; resume with --ckpt_path last).")
+
+
 def _lightning_cli_class():
     from lightning.pytorch.callbacks import ModelCheckpoint
     from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
     from lightning.pytorch.plugins.io import TorchCheckpointIO
+    from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
-    class AtomicCheckpointIO(TorchCheckpointIO):
-        """Writes to a temporary file in the target folder, fsyncs, then renames over the target:
-        a killed run never leaves a truncated checkpoint."""
-
-        def save_checkpoint(self, checkpoint, path, storage_options=None) -> None:
-            import torch
-
-            path = Path(path)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-            try:
-                with os.fdopen(fd, "wb") as f:
-                    torch.save(checkpoint, f)
-                    f.flush()
-                    os.fsync(f.fileno())
-                os.replace(tmp, path)
-            finally:
-                if os.path.exists(tmp):
-                    os.unlink(tmp)
+    from scalecontrast.engine.callbacks import (
+        AtomicCheckpointIO,
+        ExactResume,
+        NonFiniteCheckpointError,
+        RunFolderLock,
+        RunFolderLockedError,
+        TrainingDivergedError,
+    )
+    from scalecontrast.engine.export import CheckpointError, read_checkpoint
 
     class SegmentationCLI(LightningCLI):
         """LightningCLI with an always-on checkpoint callback (``--checkpoint.*``) writing
-        ``<default_root_dir>/checkpoints/last.ckpt`` so ``fit --ckpt_path last`` resumes."""
+        ``<default_root_dir>/checkpoints/last.ckpt`` so ``fit --ckpt_path last`` resumes (exactly: RNG states
+        and the loader's position are in the checkpoint), atomic finite-only checkpoint writes, a locked run
+        folder, and checked checkpoint paths."""
+
+        def _prepare_subcommand_parser(self, klass: type, subcommand: str, **kwargs):
+            parser = super()._prepare_subcommand_parser(klass, subcommand, **kwargs)
+            if subcommand == "fit":
+                parser.add_argument("--overwrite", type=bool, default=False, help=OVERWRITE_HELP)
+            if subcommand in EVAL_COMMANDS:
+                for action in parser._actions:
+                    if action.dest == "ckpt_path":
+                        action.help = CKPT_HELP
+            return parser
 
         def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
             parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
@@ -88,14 +99,39 @@ def _lightning_cli_class():
                 "checkpoint.filename": "step{step:07d}",
                 "checkpoint.auto_insert_metric_name": False,
                 "checkpoint.save_top_k": 1,
+                # last.ckpt is always this run's (a used folder is refused unless resuming or --overwrite)
+                "checkpoint.enable_version_counter": False,
             })
+
+        def _parse_ckpt_path(self) -> None:
+            # Before Lightning's own reading of the file (torch.load, raw errors): one clear message.
+            sub = self.config.get("subcommand")
+            if sub:
+                cfg = self.config[sub]
+                ckpt = cfg.get("ckpt_path")
+                if sub in EVAL_COMMANDS:
+                    if ckpt is None:
+                        raise SystemExit(
+                            f"scalecontrast {sub}: --ckpt_path is required: the checkpoint to score, e.g. "
+                            "--ckpt_path RUN/checkpoints/last.ckpt (written by `fit`). Without it the model would "
+                            f"be scored as initialised; to do that on purpose, pass --ckpt_path {UNTRAINED}")
+                    if str(ckpt).lower() == UNTRAINED:
+                        cfg["ckpt_path"] = ckpt = None
+                        print(f"scalecontrast {sub}: --ckpt_path {UNTRAINED}: scoring the model as initialised "
+                              "(not trained)", file=sys.stderr)
+                if ckpt and str(ckpt) not in SPECIAL_CKPT and not str(ckpt).startswith("registry"):
+                    try:
+                        read_checkpoint(ckpt, weights_only=True, resume=sub == "fit")
+                    except CheckpointError as err:
+                        raise SystemExit(f"scalecontrast {sub}: {err}") from None
+            super()._parse_ckpt_path()
 
         def before_instantiate_classes(self) -> None:
             # Evaluating a checkpoint: never fetch backbone weights that are overwritten anyway.
             sub = self.subcommand
             cfg = self.config[sub] if sub else self.config
             model_cfg = cfg.get("model")
-            if sub and sub != "fit" and model_cfg is not None:
+            if sub and sub != "fit" and model_cfg is not None and cfg.get("ckpt_path") is not None:
                 model_cfg["pretrained"] = False
             if model_cfg is not None and model_cfg.get("num_classes") is None and model_cfg.get("model") is None \
                     and model_cfg.get("head") is not None and cfg.get("data") is not None:
@@ -109,12 +145,78 @@ def _lightning_cli_class():
             for cb in trainer.checkpoint_callbacks:
                 if isinstance(cb, ModelCheckpoint) and cb.dirpath is None:
                     cb.dirpath = os.path.join(trainer.default_root_dir, "checkpoints")
-                if isinstance(cb, ModelCheckpoint) and trainer.is_global_zero and os.path.isdir(cb.dirpath):
-                    for stale in Path(cb.dirpath).glob(".*.ckpt.*.tmp"):  # writes cut short by a kill
-                        stale.unlink(missing_ok=True)
+            if not any(isinstance(cb, ExactResume) for cb in trainer.callbacks):
+                trainer.callbacks.insert(0, ExactResume())
             if type(trainer.strategy.checkpoint_io) is TorchCheckpointIO:
                 trainer.strategy.checkpoint_io = AtomicCheckpointIO()
             return trainer
+
+        # ---- fit: a locked, unused (or resumed) folder; clear errors; the checkpoint written last
+        def _checkpoint_dirs(self) -> list[Path]:
+            return [Path(cb.dirpath) for cb in self.trainer.checkpoint_callbacks
+                    if isinstance(cb, ModelCheckpoint) and cb.dirpath]
+
+        def _check_run_folder(self, ckpt_path: str | None) -> None:
+            overwrite = bool(self.config_init[self.subcommand].get("overwrite", False))
+            for folder in self._checkpoint_dirs():
+                for stale in folder.glob(".*.ckpt.*.tmp"):  # writes cut short by a kill
+                    stale.unlink(missing_ok=True)
+                used = sorted(p.name for p in folder.glob("*.ckpt"))
+                if used and ckpt_path is None and not overwrite:
+                    shown = ", ".join(used[:4]) + (f" and {len(used) - 4} more" if len(used) > 4 else "")
+                    raise SystemExit(
+                        f"scalecontrast fit: {folder} already holds checkpoints of an earlier run ({shown}). Resume "
+                        "it with --ckpt_path last, train into another folder (--trainer.default_root_dir DIR), or "
+                        "replace them with --overwrite true")
+            if ckpt_path == "last":
+                found = [p for cb in self.trainer.checkpoint_callbacks if isinstance(cb, ModelCheckpoint)
+                         for p in cb._find_last_checkpoints(self.trainer)]
+                if found:
+                    newest = max(found, key=os.path.getmtime)
+                    try:
+                        read_checkpoint(newest, weights_only=True, resume=True)
+                    except CheckpointError as err:
+                        others = sorted(str(p) for d in self._checkpoint_dirs() for p in d.glob("*.ckpt")
+                                        if str(p) != str(newest))
+                        alt = f"; other checkpoints there: {', '.join(others[:4])} (--ckpt_path FILE)" if others else ""
+                        raise SystemExit(f"scalecontrast fit --ckpt_path last: {err}{alt}") from None
+
+        def _last_written(self) -> str | None:
+            for cb in self.trainer.checkpoint_callbacks:
+                path = getattr(cb, "_last_checkpoint_saved", "") or getattr(cb, "last_model_path", "")
+                if path and os.path.isfile(path):
+                    return str(path)
+            return None
+
+        def fit(self, model, **kwargs) -> None:
+            ckpt_path = kwargs.get("ckpt_path")
+            locks = []
+            try:
+                if rank_zero_only.rank == 0:
+                    for folder in self._checkpoint_dirs():
+                        lock = RunFolderLock(folder)
+                        try:
+                            lock.acquire()
+                        except RunFolderLockedError as err:
+                            raise SystemExit(f"scalecontrast fit: {err}") from None
+                        locks.append(lock)
+                    self._check_run_folder(ckpt_path)
+                try:
+                    self.trainer.fit(model, **kwargs)
+                except (TrainingDivergedError, NonFiniteCheckpointError) as err:
+                    last = self._last_written()
+                    steps = [getattr(cb, "_last_global_step_saved", None) for cb in self.trainer.checkpoint_callbacks]
+                    step = f" (step {steps[0]})" if steps and steps[0] else ""
+                    kept = (f"The last checkpoint written (finite weights) is {last}{step}" if last
+                            else "No checkpoint was written")
+                    raise SystemExit(f"scalecontrast fit: {err}. {kept}.") from None
+            finally:
+                for lock in locks:
+                    lock.release()
+            last = self._last_written()
+            if last and self.trainer.is_global_zero:
+                print(f"scalecontrast fit: checkpoint written last: {last} (step {self.trainer.global_step})",
+                      flush=True)
 
     return SegmentationCLI
 
@@ -199,8 +301,16 @@ def cmd_segment(argv: Sequence[str]) -> int:
     out_dir = Path(a.output)
     names, palette = module.class_names, module.palette
     root = Path(a.input) if Path(a.input).is_dir() else None
+    failed: list[str] = []
     for path in files:
-        rgb = np.array(Image.open(path).convert("RGB"))
+        try:
+            with Image.open(path) as im:
+                rgb = np.array(im.convert("RGB"))
+        except (OSError, ValueError, SyntaxError) as err:  # PIL: UnidentifiedImageError, truncated files
+            failed.append(str(path))
+            print(f"scalecontrast segment: cannot read image {path}: {type(err).__name__}: {err}; skipped",
+                  file=sys.stderr, flush=True)
+            continue
         image = torch.from_numpy(rgb).permute(2, 0, 1).float().div(255.0)[None].to(a.device)
         probs = module.predict_probs(image, scales=scales, flip=flip, crop_size=a.crop_size, stride=a.stride)
         pred = probs.argmax(1)[0].to(torch.uint8).cpu().numpy()
@@ -209,7 +319,12 @@ def cmd_segment(argv: Sequence[str]) -> int:
             stem = str(path.relative_to(root).with_suffix("")).replace(os.sep, "__")
         save_mask_and_overlay(out_dir, stem, rgb, pred, names, palette, alpha=a.alpha)
         print(f"{path} -> {out_dir / (stem + '_overlay.png')}")
-    print(f"segmented {len(files)} image(s) into {out_dir}")
+    print(f"segmented {len(files) - len(failed)} of {len(files)} image(s) into {out_dir}")
+    if failed:
+        shown = ", ".join(failed[:10]) + (f" and {len(failed) - 10} more" if len(failed) > 10 else "")
+        print(f"scalecontrast segment: {len(failed)} of {len(files)} image(s) could not be read: {shown}",
+              file=sys.stderr)
+        return 1
     return 0
 
 
@@ -263,10 +378,11 @@ def _pop_options(argv: Sequence[str], names: Sequence[str]) -> tuple[dict[str, s
 
 def _data_defaults(ckpt_path: str, config: str | None) -> dict:
     """Data-module arguments: those saved in the checkpoint, updated by the config's ``data``."""
-    import torch
     import yaml
 
-    ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+    from scalecontrast.engine.export import read_checkpoint
+
+    ckpt = read_checkpoint(ckpt_path)
     base = {k: v for k, v in (ckpt.get("datamodule_hyper_parameters") or {}).items() if not k.startswith("_")}
     if config:
         with open(config) as f:
@@ -388,7 +504,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"scalecontrast {__version__}")
         return 0
     if argv[0] in COMMANDS:
-        return COMMANDS[argv[0]](argv[1:]) or 0
+        from scalecontrast.engine.export import CheckpointError
+
+        try:
+            return COMMANDS[argv[0]](argv[1:]) or 0
+        except CheckpointError as err:
+            raise SystemExit(f"scalecontrast {argv[0]}: {err}") from None
     run_lightning(None if from_sys else argv)
     return 0
 

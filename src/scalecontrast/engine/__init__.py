@@ -5,7 +5,13 @@ never imported by them.
 """
 
 from scalecontrast.engine.datamodule import SegmentationDataModule
-from scalecontrast.engine.export import InferenceModel, export_onnx, load_module, read_checkpoint
+from scalecontrast.engine.export import (
+    CheckpointError,
+    InferenceModel,
+    export_onnx,
+    load_module,
+    read_checkpoint,
+)
 from scalecontrast.engine.inference import predict, resize_logits, sliding_window
 from scalecontrast.engine.metrics import (
     SegmentationMetrics,
@@ -17,6 +23,7 @@ from scalecontrast.engine.module import SegmentationModule
 from scalecontrast.engine.optim import build_optimizer, lr_lambda, param_groups
 
 __all__ = [
+    "CheckpointError",
     "InferenceModel",
     "SegmentationDataModule",
     "SegmentationMetrics",

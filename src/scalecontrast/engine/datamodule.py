@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import numbers
-from collections.abc import Sequence
+import os
+from collections.abc import Iterator, Sequence
 from typing import Any, Literal
 
 import lightning as L
-from torch.utils.data import DataLoader, Dataset, Subset, default_collate
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset, default_collate
 
 from scalecontrast.data import DATASETS, eval_transforms, get_dataset, train_transforms
 from scalecontrast.data.base import CHECKS
@@ -46,6 +49,11 @@ class SegmentationDataModule(L.LightningDataModule):
         dataset_kwargs: extra keyword arguments for every split (e.g. ``{"experiment": 2}`` for
             CaDIS, ``{"size": 96}`` for synthetic); ``train_kwargs``/``eval_kwargs`` per phase.
         train_limit, eval_limit: use only the first N items (quick runs and tests).
+        seed: seed of the training order and of the augmentation (default: the run's seed,
+            ``seed_everything``'s, else 0). Item ``i`` of epoch ``e`` is augmented with its own seed
+            derived from ``(seed, e, i)``, and the training loader is a ``torchdata``
+            ``StatefulDataLoader`` whose position is saved in checkpoints, so a resumed run sees exactly
+            the batches of an uninterrupted one, whatever ``num_workers``.
     """
 
     def __init__(
@@ -72,6 +80,7 @@ class SegmentationDataModule(L.LightningDataModule):
         eval_limit: int | None = None,
         pin_memory: bool = False,
         check: Literal["none", "header", "full"] = "header",
+        seed: int | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -174,12 +183,34 @@ class SegmentationDataModule(L.LightningDataModule):
     def _loader(self, ds: Dataset, batch_size: int, train: bool, split: str = "") -> DataLoader:
         workers = int(self.hparams.num_workers)
         collate = None if train or batch_size == 1 else SameSizeCollate(split)
+        # A generator of its own: creating the loader's iterator must not draw from the global RNG
+        # (validation would shift the training's random stream, and a resumed run would differ).
         return DataLoader(ds, batch_size=batch_size, shuffle=train, drop_last=train and len(ds) >= batch_size,
                           num_workers=workers, pin_memory=self.hparams.pin_memory,
-                          persistent_workers=workers > 0, collate_fn=collate)
+                          persistent_workers=workers > 0, collate_fn=collate,
+                          generator=torch.Generator().manual_seed(0))
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader(self._get("train", self.hparams.train_split, True), self.hparams.batch_size, True)
+        from torchdata.stateful_dataloader import StatefulDataLoader
+
+        ds = self._get("train", self.hparams.train_split, True)
+        seed = self.train_seed
+        trainer = self.trainer
+        replicas, rank = (trainer.world_size, trainer.global_rank) if trainer is not None else (1, 0)
+        sampler = EpochSampler(ds, num_replicas=replicas, rank=rank, seed=seed)
+        workers = int(self.hparams.num_workers)
+        bs = self.hparams.batch_size
+        return StatefulDataLoader(SeededSamples(ds, seed), batch_size=bs, sampler=sampler,
+                                  drop_last=len(sampler) >= bs, num_workers=workers,
+                                  pin_memory=self.hparams.pin_memory, persistent_workers=workers > 0,
+                                  generator=torch.Generator().manual_seed(seed))
+
+    @property
+    def train_seed(self) -> int:
+        """``seed``, else the run's (``PL_GLOBAL_SEED``, set by ``seed_everything``), else 0."""
+        if self.hparams.get("seed") is not None:
+            return int(self.hparams.seed)
+        return int(os.environ.get("PL_GLOBAL_SEED", 0))
 
     def val_dataloader(self) -> DataLoader:
         split = self.hparams.val_split
@@ -191,6 +222,71 @@ class SegmentationDataModule(L.LightningDataModule):
     def test_dataloader(self) -> DataLoader:
         split = self.hparams.test_split
         return self._loader(self._get("test", split), self.hparams.eval_batch_size, False, split)
+
+
+# -- resumable, seeded training order ------------------------------------------------------------
+
+def sample_seed(seed: int, epoch: int, index: int) -> int:
+    """The augmentation seed of item ``index`` in ``epoch``."""
+    return int(np.random.SeedSequence([int(seed), int(epoch), int(index)]).generate_state(1, np.uint64)[0] >> 1)
+
+
+class SeededSamples(Dataset):
+    """``dataset`` indexed by ``(epoch, index)`` (as :class:`EpochSampler` yields): the item is built with
+    torch's global RNG seeded from ``(seed, epoch, index)`` (and restored afterwards), so random
+    augmentation gives the same result in any process, worker or resumed run. A plain ``int`` index
+    reads the item without seeding."""
+
+    def __init__(self, dataset: Dataset, seed: int) -> None:
+        self.dataset, self.seed = dataset, int(seed)
+
+    def __len__(self) -> int:
+        return len(self.dataset)  # type: ignore[arg-type]
+
+    def __getitem__(self, key):
+        if isinstance(key, int):
+            return self.dataset[key]
+        epoch, index = key
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(sample_seed(self.seed, epoch, index))
+            return self.dataset[index]
+
+
+class EpochSampler(DistributedSampler):
+    """A shuffling ``DistributedSampler`` (its shard of a permutation seeded by ``seed + epoch``; Lightning
+    calls ``set_epoch``) that yields ``(epoch, index)`` for :class:`SeededSamples` and is stateful (epoch and
+    position) for ``StatefulDataLoader``: a run resumed mid-epoch continues where it stopped."""
+
+    def __init__(self, dataset: Dataset, *, num_replicas: int = 1, rank: int = 0, seed: int = 0) -> None:
+        super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=True, seed=int(seed))
+        self.yielded = 0
+        self._resume: tuple[int, int] | None = None
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:  # type: ignore[override]
+        return self._generate()
+
+    def _generate(self) -> Iterator[tuple[int, int]]:
+        # a generator: the order is drawn at the first item, after Lightning's set_epoch
+        start = 0
+        if self._resume is not None and self._resume[0] == self.epoch:
+            start = self._resume[1]
+        self._resume = None
+        epoch = self.epoch
+        indices = list(super().__iter__())
+        self.yielded = start
+        for i in indices[start:]:
+            self.yielded += 1
+            yield epoch, int(i)
+
+    def state_dict(self) -> dict[str, int]:
+        return {"epoch": int(self.epoch), "yielded": int(self.yielded)}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        epoch, yielded = int(state["epoch"]), int(state["yielded"])
+        if yielded >= len(self):  # saved at the end of an epoch: the next one starts from its beginning
+            epoch, yielded = epoch + 1, 0
+        self.set_epoch(epoch)
+        self._resume = (epoch, yielded)
 
 
 # -- option checks -----------------------------------------------------------------------------

@@ -12,23 +12,67 @@ from torch import Tensor, nn
 
 from scalecontrast.engine.module import SegmentationModule
 
-__all__ = ["load_module", "read_checkpoint", "InferenceModel", "export_onnx", "check_onnx"]
+__all__ = ["CheckpointError", "CheckpointNotFoundError", "load_module", "read_checkpoint", "InferenceModel",
+           "export_onnx", "check_onnx"]
 
 
-def read_checkpoint(ckpt_path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """The checkpoint dict of ``ckpt_path``, or one clear error naming the file and what is wrong."""
-    path = Path(ckpt_path)
+class CheckpointError(ValueError):
+    """A checkpoint file that cannot serve: missing, empty, truncated, not a PyTorch file, or not one
+    written by ``fit``. The message names the file and what is wrong with it."""
+
+
+class CheckpointNotFoundError(CheckpointError, FileNotFoundError):
+    """The checkpoint path names no file."""
+
+
+def _load_file(path: Path, map_location: Any, weights_only: bool) -> Any:
+    import zipfile
+
     if not path.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {path}" + (" (a folder)" if path.is_dir() else ""))
+        raise CheckpointNotFoundError(f"checkpoint not found: {path}" + (" (a folder)" if path.is_dir() else ""))
+    size = path.stat().st_size
+    if size == 0:
+        raise CheckpointError(f"cannot read checkpoint {path}: the file is empty (0 bytes; a write that never "
+                              "finished?)")
+    with open(path, "rb") as f:
+        head = f.read(4)
+    if head == b"PK\x03\x04" and not zipfile.is_zipfile(path):
+        raise CheckpointError(f"cannot read checkpoint {path} ({size} bytes): truncated (the end of the zip "
+                              "archive is missing: a copy or write that stopped early?)")
+    if head[:2] != b"PK" and head[:1] != b"\x80":
+        raise CheckpointError(f"cannot read checkpoint {path} ({size} bytes): truncated or not a PyTorch checkpoint "
+                              f"(it starts with {head!r}, not a torch.save archive)")
     try:
-        ckpt = torch.load(str(path), map_location=map_location, weights_only=False)
+        return torch.load(str(path), map_location=map_location, weights_only=weights_only)
     except Exception as err:  # noqa: BLE001 - torch raises many types for a damaged file
-        raise ValueError(f"cannot read checkpoint {path}: {type(err).__name__}: {err} (truncated or not a "
-                         "PyTorch checkpoint?)") from err
-    if not isinstance(ckpt, dict) or "state_dict" not in ckpt or "hyper_parameters" not in ckpt:
+        text = f"{type(err).__name__}: {err}".strip()
+        first = text.splitlines()[0][:200]
+        if "Unsupported global" in text or "Unsupported operand" in text:
+            raise CheckpointError(
+                f"cannot read checkpoint {path}: it holds objects that torch.load(weights_only=True) refuses to "
+                f"unpickle (not a checkpoint written by `fit`?): {first}") from err
+        raise CheckpointError(f"cannot read checkpoint {path} ({size} bytes): damaged, truncated or not a PyTorch "
+                              f"checkpoint; torch.load said {first}") from err
+
+
+def read_checkpoint(ckpt_path: str | Path, map_location: str | torch.device = "cpu", *,
+                    weights_only: bool = False, resume: bool = False) -> dict[str, Any]:
+    """The checkpoint dict of ``ckpt_path``, or one :class:`CheckpointError` naming the file and what is
+    wrong: missing, empty, truncated, not a PyTorch file, not written by ``fit`` (no ``state_dict`` /
+    ``hyper_parameters`` / ``pytorch-lightning_version``) or, with ``resume``, holding no training state."""
+    path = Path(ckpt_path)
+    ckpt = _load_file(path, map_location, weights_only)
+    expected = ("state_dict", "hyper_parameters", "pytorch-lightning_version")
+    if not isinstance(ckpt, dict) or any(k not in ckpt for k in expected):
         keys = list(ckpt)[:8] if isinstance(ckpt, dict) else type(ckpt).__name__
-        raise ValueError(f"{path} is not a scalecontrast checkpoint written by `fit` (it has {keys}; expected "
-                         "'state_dict' and 'hyper_parameters')")
+        missing = [k for k in expected if not isinstance(ckpt, dict) or k not in ckpt]
+        raise CheckpointError(f"{path} is not a scalecontrast checkpoint written by `fit` (it has {keys}; "
+                              f"missing {missing})")
+    if resume:
+        missing = [k for k in ("optimizer_states", "loops", "global_step") if k not in ckpt]
+        if missing:
+            raise CheckpointError(f"{path} cannot resume a run: it holds no training state (missing {missing}); "
+                                  "it was saved with weights only")
     return ckpt
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Sequence
 from typing import Any, Literal
@@ -106,6 +107,9 @@ class SegmentationModule(L.LightningModule):
             tensor cores on GPU; same outputs up to float rounding). A wrapped model that fails in that
             layout (e.g. a ``.view`` on a non-contiguous tensor) keeps the default one, with a warning.
         compile: ``torch.compile`` the model's forward (off by default: see the README for when it pays).
+        max_nonfinite_steps: training steps with a NaN / inf loss that are skipped (no weight update) before
+            the run stops with :class:`~scalecontrast.engine.callbacks.TrainingDivergedError`; 0 (default):
+            stop at the first one. The error names the step and the loss terms that were not finite.
     """
 
     def __init__(
@@ -133,6 +137,7 @@ class SegmentationModule(L.LightningModule):
         log_images: int = 4,
         channels_last: bool = True,
         compile: bool = False,
+        max_nonfinite_steps: int = 0,
     ) -> None:
         super().__init__()
         with warnings.catch_warnings():  # a model instance is dropped from the hyper-parameters below
@@ -195,6 +200,9 @@ class SegmentationModule(L.LightningModule):
         # Not a registered submodule: the compiled wrapper shares the model's parameters, and the
         # checkpoint keys stay those of the model.
         object.__setattr__(self, "_compiled", torch.compile(self.model) if compile else None)
+        if int(max_nonfinite_steps) < 0:
+            raise ValueError(f"max_nonfinite_steps must be >= 0, got {max_nonfinite_steps}")
+        self._nonfinite_steps = 0
 
     @staticmethod
     def _build_model(model, taps, head, backbone, num_classes, pretrained, model_kwargs) -> nn.Module:
@@ -340,7 +348,37 @@ class SegmentationModule(L.LightningModule):
         if opt is not None and not isinstance(opt, list):
             self.log("train/lr", float(opt.param_groups[0]["lr"]), on_step=True, on_epoch=False,
                      batch_size=bs)
-        return loss
+        return self._finite_or_skip(loss, logs)
+
+    def _finite_or_skip(self, loss: Tensor, logs: dict[str, Tensor]) -> Tensor | None:
+        """``loss`` when finite (on every process). Otherwise ``None`` (Lightning skips backward and the
+        update), up to ``max_nonfinite_steps`` times, then :class:`TrainingDivergedError` naming the step and
+        the non-finite terms. One host read of a flag per step."""
+        bad = not bool(torch.isfinite(loss.detach()).all())
+        if self._trainer is not None:
+            bad = bool(self.trainer.strategy.reduce_boolean_decision(bad, all=False))
+        if not bad:
+            return loss
+        from scalecontrast.engine.callbacks import TrainingDivergedError, describe_terms
+
+        self._nonfinite_steps += 1
+        values = {"loss": float(loss.detach().float())}
+        values.update({k.removeprefix("train/"): float(v.detach().float()) for k, v in logs.items()
+                       if isinstance(v, Tensor) and v.numel() == 1})
+        culprits = {k: v for k, v in values.items() if not math.isfinite(v) and k != "loss"}
+        limit = int(self.hparams.get("max_nonfinite_steps", 0) or 0)
+        where = f"step {int(self.global_step) + 1} (epoch {self.current_epoch})"
+        what = (f"loss={values['loss']}, non-finite terms: {describe_terms(culprits)}" if culprits
+                else f"loss={values['loss']} (its terms are finite: the weighted sum overflowed)")
+        lr = self.optimizer_options.lr
+        if self._nonfinite_steps > limit:
+            raise TrainingDivergedError(
+                f"training diverged: non-finite loss at {where}: {what}. The run stops before updating the weights "
+                f"with it. Lower the learning rate (--model.optimizer.lr, now {lr:g}), add warm-up "
+                "(--model.schedule.warmup_steps N), or skip up to N such steps with --model.max_nonfinite_steps N")
+        warnings.warn(f"non-finite loss at {where}: {what}; step skipped (no weight update), "
+                      f"{self._nonfinite_steps} of --model.max_nonfinite_steps {limit}", stacklevel=2)
+        return None
 
     def _watch_zero_terms(self, terms: dict[str, Tensor]) -> None:
         """Count, on the device, the consecutive steps each contrastive term was exactly 0; read the

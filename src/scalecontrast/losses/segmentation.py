@@ -36,8 +36,18 @@ class SegmentationLoss(nn.Module):
         """``logits (B, K, h, w)``, ``labels (B, H, W)`` -> scalar mean CE over non-ignored pixels."""
         if logits.shape[-2:] != labels.shape[-2:]:
             logits = F.interpolate(logits, size=labels.shape[-2:], mode="bilinear", align_corners=False)
-        return F.cross_entropy(logits.float(), labels.long(), weight=self.class_weights,
-                               ignore_index=self.ignore_index)
+        labels = labels.long()
+        per_pixel = F.cross_entropy(logits.float(), labels, weight=self.class_weights,
+                                    ignore_index=self.ignore_index, reduction="none")
+        # The mean over labelled pixels (weighted as PyTorch's "mean"), as a sum over a clamped count:
+        # a batch with no labelled pixel gives 0 with a graph (and zero gradients), not 0/0 = NaN.
+        valid = labels != self.ignore_index
+        if self.class_weights is not None:
+            denom = (self.class_weights.to(per_pixel.dtype)[labels.clamp(0, len(self.class_weights) - 1)]
+                     * valid).sum()
+        else:
+            denom = valid.sum().to(per_pixel.dtype)
+        return per_pixel.sum() / denom.clamp_min(torch.finfo(per_pixel.dtype).tiny)
 
     def forward(self, logits: Tensor, labels: Tensor, aux_logits: Tensor | None = None) -> dict[str, Tensor]:
         """Returns ``{"loss", "ce"}`` plus ``"aux_ce"`` when ``aux_logits`` is given."""

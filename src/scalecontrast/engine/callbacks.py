@@ -1,0 +1,204 @@
+"""Training reliability: exact resume (RNG states), finite-only checkpoints written atomically with the
+umask's mode, a run-folder lock, and the errors the command line turns into one clear message."""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+import socket
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+from lightning.pytorch.plugins.io import TorchCheckpointIO
+from torch import Tensor
+
+__all__ = [
+    "AtomicCheckpointIO",
+    "ExactResume",
+    "NonFiniteCheckpointError",
+    "RunFolderLock",
+    "RunFolderLockedError",
+    "TrainingDivergedError",
+    "collect_rng_states",
+    "nonfinite_tensors",
+    "set_rng_states",
+]
+
+
+class TrainingDivergedError(RuntimeError):
+    """The training loss became non-finite (NaN or inf)."""
+
+
+class NonFiniteCheckpointError(RuntimeError):
+    """A checkpoint was about to be written with NaN / inf weights or buffers."""
+
+
+class RunFolderLockedError(RuntimeError):
+    """Another ``fit`` holds the run folder."""
+
+
+# ------------------------------------------------------------------------------------------------
+# random number generators
+def collect_rng_states() -> dict[str, Any]:
+    """The global RNG states of torch (CPU and every CUDA device), numpy and Python, as tensors and plain
+    Python values (a checkpoint holding them still loads with ``torch.load(weights_only=True)``)."""
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    version, py_state, py_gauss = random.getstate()
+    return {
+        "torch": torch.get_rng_state(),
+        "torch.cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "numpy": {"kind": str(kind), "keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)),
+                  "pos": int(pos), "has_gauss": int(has_gauss), "gauss": float(gauss)},
+        "python": {"version": int(version), "state": list(py_state), "gauss": py_gauss},
+    }
+
+
+def set_rng_states(states: Mapping[str, Any]) -> None:
+    """Restore what :func:`collect_rng_states` returned."""
+    torch.set_rng_state(states["torch"].cpu())
+    cuda = states.get("torch.cuda") or []
+    if cuda and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all([s.cpu() for s in cuda])
+    n = states["numpy"]
+    np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["gauss"]))
+    p = states["python"]
+    random.setstate((p["version"], tuple(p["state"]), p["gauss"]))
+
+
+class ExactResume(L.Callback):
+    """Saves the global RNG states (torch CPU + CUDA, numpy, Python) in every checkpoint and restores them
+    when a run resumes, just before its first training step, so that what a step draws (anchor sampling,
+    dropout) is what the uninterrupted run drew. The data side (sampler position, augmentation) is
+    :class:`~scalecontrast.engine.SegmentationDataModule`'s: per-sample seeds and a stateful loader."""
+
+    def __init__(self) -> None:
+        self._pending: dict[str, Any] | None = None
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"rng": collect_rng_states()}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self._pending = state_dict.get("rng")
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if self._pending is not None:
+            set_rng_states(self._pending)
+            self._pending = None
+
+
+# ------------------------------------------------------------------------------------------------
+# checkpoints
+def nonfinite_tensors(state_dict: Mapping[str, Any]) -> list[str]:
+    """Names of the floating-point tensors of ``state_dict`` holding a NaN or an inf."""
+    bad = []
+    for name, value in state_dict.items():
+        if isinstance(value, Tensor) and value.is_floating_point() and value.numel():
+            if not bool(torch.isfinite(value).all()):
+                bad.append(name)
+    return bad
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Writes to a temporary file in the target folder, fsyncs, then renames over the target: a killed run
+    never leaves a truncated checkpoint. The file gets the mode the umask gives new files (0644 under the
+    usual 022, as the logs), and a checkpoint whose weights or buffers are not finite is never written
+    (:class:`NonFiniteCheckpointError`)."""
+
+    def save_checkpoint(self, checkpoint, path, storage_options=None) -> None:
+        path = Path(path)
+        bad = nonfinite_tensors(checkpoint.get("state_dict") or {})
+        if bad:
+            shown = ", ".join(bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
+            raise NonFiniteCheckpointError(
+                f"training diverged: at step {checkpoint.get('global_step', '?')} the weights are not finite "
+                f"(NaN/inf in {shown}); not writing {path}. Lower the learning rate (--model.optimizer.lr) or add "
+                "warm-up (--model.schedule.warmup_steps N)")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        try:
+            os.fchmod(fd, 0o666 & ~_umask())
+            with os.fdopen(fd, "wb") as f:
+                torch.save(checkpoint, f)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+
+
+# ------------------------------------------------------------------------------------------------
+# run folder
+class RunFolderLock:
+    """``.<folder name>.lock`` beside the checkpoint folder, holding ``host pid``, created exclusively: a second
+    ``fit`` into the same folder while the first runs is refused. A lock left by a killed run (its process is
+    gone) is taken over."""
+
+    def __init__(self, folder: str | os.PathLike) -> None:
+        folder = Path(folder).absolute()
+        self.folder = folder
+        self.path = folder.parent / f".{folder.name}.lock"
+        self.held = False
+
+    def _owner(self) -> tuple[str, int] | None:
+        try:
+            host, pid = self.path.read_text().split()
+            return host, int(pid)
+        except (OSError, ValueError):
+            return None
+
+    def acquire(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        me = f"{socket.gethostname()} {os.getpid()}\n"
+        for _ in range(2):
+            try:
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)
+            except FileExistsError:
+                owner = self._owner()
+                if owner is not None and owner[0] == socket.gethostname() and not _alive(owner[1]):
+                    self.path.unlink(missing_ok=True)  # left by a killed run
+                    continue
+                who = f"process {owner[1]} on {owner[0]}" if owner else "another process"
+                raise RunFolderLockedError(
+                    f"{self.folder} is in use by another `fit` ({who}, lock file {self.path}); two runs in one "
+                    "folder overwrite each other's checkpoints. Use another --trainer.default_root_dir, or delete "
+                    "the lock file if that run is gone") from None
+            with os.fdopen(fd, "w") as f:
+                f.write(me)
+            self.held = True
+            return
+        raise RunFolderLockedError(f"cannot take the lock {self.path}")
+
+    def release(self) -> None:
+        if self.held:
+            self.path.unlink(missing_ok=True)
+            self.held = False
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def describe_terms(terms: Mapping[str, float]) -> str:
+    """``"ce=nan, contrastive_scale_0=inf"``."""
+    return ", ".join(f"{k}={v:.4g}" if math.isfinite(v) else f"{k}={v}" for k, v in terms.items())
