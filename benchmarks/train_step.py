@@ -49,7 +49,7 @@ def batches(root: str, crop: int, batch: int, n: int):
     return out
 
 
-def time_training(head: str, data, settings: dict, warmup: int) -> dict[str, float]:
+def time_training(head: str, data, settings: dict, warmup: int, compiled: frozenset = frozenset()) -> dict[str, float]:
     """Median step time per setting; the settings take turns on each batch so that drifts in the
     machine's speed affect them alike."""
     runs = {}
@@ -62,7 +62,8 @@ def time_training(head: str, data, settings: dict, warmup: int) -> dict[str, flo
             if contrast is not None:
                 contrast.to(memory_format=torch.channels_last)
         params = list(model.parameters()) + (list(contrast.parameters()) if contrast is not None else [])
-        runs[name] = (model, contrast, torch.optim.SGD(params, lr=0.01, momentum=0.9), [], channels_last)
+        forward = torch.compile(model) if name in compiled else model
+        runs[name] = (forward, contrast, torch.optim.SGD(params, lr=0.01, momentum=0.9), [], channels_last)
     for i, (images, masks) in enumerate(data):
         for model, contrast, opt, times, channels_last in runs.values():
             t = time.perf_counter()
@@ -87,12 +88,20 @@ def main() -> None:
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--warmup", type=int, default=2)
+    p.add_argument("--compile", action="store_true", help="also time torch.compile'd models (compiled in warm-up)")
     args = p.parse_args()
     data = batches(args.data_root, args.crop, args.batch, args.steps + args.warmup)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; {args.head} + tf_efficientnet_lite0, "
           f"CamVid batches of {args.batch} x {args.crop}^2, median of {args.steps} steps\n")
     settings = {k: v for k, v in SETTINGS.items() if "embed_from" not in v[1] or args.head in ("fpn", "upernet")}
-    train = time_training(args.head, data, settings, args.warmup)
+    compiled = set()
+    if args.compile:
+        for name in ("CE, channels_last (the default)", "CE + 0.1 MS+CS (paper caps), channels_last"):
+            settings[name + ", torch.compile"] = settings[name]
+            compiled.add(name + ", torch.compile")
+    t0 = time.perf_counter()
+    train = time_training(args.head, data, settings, args.warmup, frozenset(compiled))
+    print(f"all settings timed in {time.perf_counter() - t0:.0f} s (compilation included)")
     print(f"load average {os.getloadavg()[0]:.2f}\n")
     print("| training step | seconds | relative to CE in the same layout | relative to CE, default layout |")
     print("|---|---|---|---|")

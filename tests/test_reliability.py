@@ -107,10 +107,14 @@ def test_divergence_stops_fit_with_step_and_terms(tmp_path):
                   "--checkpoint.every_n_train_steps", str(every), "--model.optimizer.lr", "10000"])
         return str(err.value.code)
 
-    msg = diverge(tmp_path / "a", 100)  # the loss goes NaN first
-    assert re.match(r"scalecontrast fit: training diverged: non-finite loss at step \d+ \(epoch \d+\)", msg), msg
-    assert "non-finite terms: ce=nan" in msg and "contrastive_scale_0=nan" in msg and "--model.optimizer.lr" in msg
-    assert msg.endswith("No checkpoint was written.") and not (tmp_path / "a" / "checkpoints").exists()
+    msg = diverge(tmp_path / "a", 100)  # no step checkpoint: the loss or the final weights show it
+    loss_first = re.match(r"scalecontrast fit: training diverged: non-finite loss at step \d+ \(epoch \d+\)", msg)
+    weights_first = re.match(r"scalecontrast fit: training diverged: at step 30 the weights are not finite", msg)
+    assert loss_first or weights_first, msg
+    if loss_first:  # which terms went non-finite (the unit test above covers the naming in detail)
+        assert "non-finite terms: ce=nan" in msg and "contrastive_scale_0=nan" in msg
+    assert "--model.optimizer.lr" in msg
+    assert msg.endswith("No checkpoint was written.") and not list((tmp_path / "a").rglob("*.ckpt"))
 
     msg = diverge(tmp_path / "b", 1)  # the BN statistics go inf first: that checkpoint is not written
     assert re.match(r"scalecontrast fit: training diverged: at step (\d+) the weights are not finite \(NaN/inf in "
