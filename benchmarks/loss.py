@@ -14,6 +14,7 @@ counting the calls that read a tensor back or need its values for an output shap
 
     python benchmarks/loss.py [--sizes 1000 4000 10000] [--dim 256] [--classes 20] [--repeats 5]
                               [--rounds 3] [--baseline REV] [--no-dense] [--memory 2000] [--device cpu]
+                              [--threads 0] [--clock wall|cpu]
 """
 
 from __future__ import annotations
@@ -129,6 +130,9 @@ def _measure(kind: str, n: int, args) -> dict:
 
     device = torch.device(args.device)
     cuda = device.type == "cuda"
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    clock = time.process_time if args.clock == "cpu" else time.perf_counter
 
     def sync():
         if cuda:
@@ -151,10 +155,10 @@ def _measure(kind: str, n: int, args) -> dict:
         start = peak_start()
         times = []
         for _ in range(args.repeats + 1):
-            t = time.perf_counter()
+            t = clock()
             feats, _ = sample_anchors(emb, labels, generator=g)
             sync()
-            times.append(time.perf_counter() - t)
+            times.append(clock() - t)
         return {"time": sorted(times[1:])[len(times[1:]) // 2], "peak": peak_now(start), "shape": list(feats.shape)}
 
     feats = torch.randn(n, args.dim, generator=g).to(device)
@@ -198,9 +202,9 @@ def _measure(kind: str, n: int, args) -> dict:
     peak = peak_now(start)
     times = []
     for _ in range(args.repeats):
-        t = time.perf_counter()
+        t = clock()
         step()
-        times.append(time.perf_counter() - t)
+        times.append(clock() - t)
     out = {"time": sorted(times)[len(times) // 2], "peak": peak}
     if loss_call is not None:
         if cuda:
@@ -214,7 +218,8 @@ def _measure(kind: str, n: int, args) -> dict:
 
 def _run(kind: str, n: int, args) -> dict:
     cmd = [sys.executable, __file__, "--child", kind, str(n), "--dim", str(args.dim), "--classes", str(args.classes),
-           "--repeats", str(args.repeats), "--device", args.device, "--memory", str(args.memory)]
+           "--repeats", str(args.repeats), "--device", args.device, "--memory", str(args.memory),
+           "--threads", str(args.threads), "--clock", args.clock]
     if args.baseline:
         cmd += ["--baseline", args.baseline]
     out = subprocess.run(cmd, check=True, capture_output=True, text=True)
@@ -238,6 +243,9 @@ def main() -> None:
     parser.add_argument("--memory", type=int, default=2000, help="pixel-memory entries of the memory row (0: none)")
     parser.add_argument("--no-sampler", action="store_true")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    parser.add_argument("--clock", choices=["wall", "cpu"], default="wall",
+                        help="wall time, or this process's CPU time (steadier on a shared machine; use --threads 1)")
     parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -250,8 +258,9 @@ def main() -> None:
     kinds = ["floor", "chunked"] + (["baseline"] if args.baseline else []) + ([] if args.no_dense else ["dense"])
     kinds += ["memory"] if args.memory > 0 else []
     load = os.getloadavg()[0]
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs, device "
-          f"{args.device}, load average {load:.2f} at start; d={args.dim}, {args.classes} classes, "
+    threads = args.threads or torch.get_num_threads()
+    print(f"torch {torch.__version__}, {threads} threads, {os.cpu_count()} CPUs, device {args.device}, "
+          f"{args.clock} clock, load average {load:.2f} at start; d={args.dim}, {args.classes} classes, "
           f"forward+backward, fastest of {args.rounds} interleaved rounds of the median of {args.repeats}\n")
     head = "| N | floor: 3 NxNxd matmuls (s) | scalecontrast (s) | vs floor | syncs | peak (MiB) |"
     rule = "|---|---|---|---|---|---|"

@@ -178,7 +178,8 @@ def _loss_and_grads(
 
     The mean runs over the anchors with a positive, or over all ``N`` anchors with ``over_all``.
     Contrast entries where ``mask_b (M,)`` is False are left out. ``same``: ``zb`` is ``za`` (and
-    ``yb`` is ``ya``); the one gradient, w.r.t. both roles, comes back as the first. One host sync
+    ``yb`` is ``ya``, ``self_index`` is ``arange(N)``); the one gradient, w.r.t. both roles, comes
+    back as the first. One host sync
     (the number of anchors with a positive, each chunk's widest positive block and the number of
     contrast entries).
     """
@@ -217,26 +218,35 @@ def _loss_and_grads(
     rows_a = order_a[:n_kept]  # anchors with a positive, sorted by label
     start, block = start[rows_a], block[rows_a]  # (R,)
     inv_pos = (block - has_self).to(za.dtype).reciprocal_()[:, None]  # (R, 1) 1 / |P(i)|
+    # With a set contrasted with itself and every anchor kept, the anchors' order is the contrast
+    # set's (by_label is order_b): anchor row r is contrast column r, no permutation needed.
+    aligned = same and n_kept == n_a
+    if has_self or same or need_b:  # position of each contrast entry in the sorted set (n_used: left out)
+        rank_b = _inverse(order_b).clamp_(max=n_used)
     order_b = order_b[:n_used]
-    if has_self or same:
-        rank_b = torch.empty(n_b, dtype=order_b.dtype, device=zb.device)
-        rank_b[order_b] = torch.arange(n_used, device=zb.device)
+    if aligned:
+        own_col = torch.arange(n_kept, device=za.device)  # (R,) each anchor's own column
+    elif same:
+        own_col = rank_b[rows_a]
     if has_self:
-        self_slot = (rank_b[self_index[rows_a]] - start)[:, None]  # (R, 1) the anchor's own slot in its block
+        self_col = own_col if same else rank_b[self_index[rows_a]]
+        self_slot = (self_col - start)[:, None]  # (R, 1) the anchor's own slot in its block
     inv_tau = 1.0 / tau
     zb_s = zb.index_select(0, order_b)  # (M', C) sorted by label
-    qa = za.index_select(0, rows_a).mul_(inv_tau)  # (R, C)
+    qa = zb_s * inv_tau if aligned else za.index_select(0, rows_a).mul_(inv_tau)  # (R, C)
     static_shift = tau >= _STATIC_SHIFT_MIN_TEMPERATURE
     tiny = torch.finfo(za.dtype).tiny
     slots_all = torch.arange(max(widths), device=za.device)
     ones = zb.new_ones(n_used)
-    grad_s = grad_a = None
-    if same and need_a:  # one gradient, in the sorted order of the contrast set
-        grad_s, row_pos = za.new_zeros(n_used, dim), rank_b[rows_a]
-    elif need_a:
-        grad_a = (za.new_empty if n_kept == n_a else za.new_zeros)(n_a, dim)
-    if need_b:
-        grad_s = zb.new_zeros(n_used, dim)
+    # Gradients in sorted order, plus a zero row for the entries that take no part: the contrast
+    # set's (also the anchors' when `same`) in grad_s, the anchors' in grad_r.
+    grad_s = grad_r = None
+    if (same and need_a) or need_b:
+        grad_s = zb.new_empty(n_used + 1 if n_used < n_b else n_b, dim)
+        grad_s[n_used:] = 0
+    if need_a and not same:
+        grad_r = za.new_empty(n_kept + 1 if n_kept < n_a else n_a, dim)
+        grad_r[n_kept:] = 0
     total = za.new_zeros(())
     for chunk, lo in enumerate(range(0, n_kept, size)):
         hi = min(lo + size, n_kept)
@@ -268,7 +278,7 @@ def _loss_and_grads(
         soft = torch.sigmoid(margin.abs_()).log_()  # margin is |m| from here on
         soft = torch.where(sig > 0.5, margin, 0.0).sub_(soft)  # sig > 0.5 <=> m > 0
         total = total + (soft.sum(1, keepdim=True) * inv_pos[lo:hi]).sum()
-        if grad_s is None and grad_a is None:
+        if grad_s is None and grad_r is None:
             continue
         # dL/ds_ij = -sig_ij / (|P(i)| M) on the positives and coef_i exp_ik on the negatives,
         # coef_i = sum_j sig_ij / (|P(i)| M neg_sum_i). The positives' entries are written into the
@@ -278,23 +288,33 @@ def _loss_and_grads(
         coef = (sig_sum * inv_pos[lo:hi]).div_(neg_sum.clamp_min(tiny)).mul_(1.0 / n_mean)  # (c, 1)
         sig.mul_(neg_sum.neg().div_(torch.where(sig_sum > 0, sig_sum, 1.0)))
         exp_sim.scatter_(1, cols, sig.gather(1, slot))
-        if need_a:
-            rows = (exp_sim @ zb_s).mul_(coef * inv_tau)
-            if same:
-                grad_s.index_add_(0, row_pos[lo:hi], rows)
+        if grad_s is not None:  # w.r.t. the contrast set: sum over this chunk's anchors
+            if chunk == 0:
+                torch.mm(exp_sim.T, q.mul_(coef), out=grad_s[:n_used])  # q is not used again
             else:
-                grad_a.index_copy_(0, rows_a[lo:hi], rows)
-        if grad_s is not None:
-            grad_s.addmm_(exp_sim.T, q.mul_(coef))  # q is not used again
+                grad_s[:n_used].addmm_(exp_sim.T, q.mul_(coef))
+        if need_a:  # w.r.t. this chunk's anchors
+            rows = exp_sim @ zb_s
+            scale = coef * inv_tau
+            if aligned:
+                grad_s[lo:hi].addcmul_(rows, scale)
+            elif same:
+                grad_s.index_add_(0, own_col[lo:hi], rows.mul_(scale))
+            else:
+                torch.mul(rows, scale, out=grad_r[lo:hi])
 
-    if same and need_a:
-        grad_a = (za.new_empty if n_used == n_b else za.new_zeros)(n_b, dim)
-        grad_a[order_b] = grad_s
-    grad_b = None
+    grad_a = grad_b = None
+    if need_a:
+        grad_a = grad_s.index_select(0, rank_b) if same else grad_r.index_select(
+            0, _inverse(order_a).clamp_(max=n_kept))
     if need_b:
-        grad_b = (zb.new_empty if n_used == n_b else zb.new_zeros)(n_b, dim)
-        grad_b[order_b] = grad_s
+        grad_b = grad_s.index_select(0, rank_b)
     return total / n_mean, grad_a, grad_b
+
+
+def _inverse(order: Tensor) -> Tensor:
+    """The inverse of the permutation ``order (n,)``: ``inv[order[r]] = r``."""
+    return torch.empty_like(order).scatter_(0, order, torch.arange(order.shape[0], device=order.device))
 
 
 def _arange(labels: Tensor) -> Tensor:
