@@ -243,10 +243,12 @@ def _loss_and_grads(
     grad_s = grad_r = None
     if (same and need_a) or need_b:
         grad_s = zb.new_empty(n_used + 1 if n_used < n_b else n_b, dim)
-        grad_s[n_used:] = 0
+        if n_used < n_b:
+            grad_s[n_used] = 0
     if need_a and not same:
         grad_r = za.new_empty(n_kept + 1 if n_kept < n_a else n_a, dim)
-        grad_r[n_kept:] = 0
+        if n_kept < n_a:
+            grad_r[n_kept] = 0
     total = za.new_zeros(())
     for chunk, lo in enumerate(range(0, n_kept, size)):
         hi = min(lo + size, n_kept)
