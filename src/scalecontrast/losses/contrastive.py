@@ -276,9 +276,10 @@ def _loss_and_grads(
         if has_self:
             margin.scatter_(1, self_slot[lo:hi], float("-inf"))
         sig = torch.sigmoid(margin)  # (c, P), 0 on padding and self
-        # softplus(m) = relu(m) - log(sigmoid(|m|)), finite for any m (F.softplus is slow on CPU)
-        soft = torch.sigmoid(margin.abs_()).log_()  # margin is |m| from here on
-        soft = torch.where(sig > 0.5, margin, 0.0).sub_(soft)  # sig > 0.5 <=> m > 0
+        # softplus(m) = relu(m) - log(sigmoid(|m|)), sigmoid(|m|) = max(sig, 1 - sig): finite for
+        # any m (F.softplus is scalar code on CPU)
+        soft = torch.maximum(sig, 1.0 - sig).log_()
+        soft = margin.clamp_min_(0.0).sub_(soft)  # margin is relu(m) from here on
         total = total + (soft.sum(1, keepdim=True) * inv_pos[lo:hi]).sum()
         if grad_s is None and grad_r is None:
             continue
