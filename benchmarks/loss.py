@@ -148,6 +148,23 @@ def _measure(kind: str, n: int, args) -> dict:
         return (torch.cuda.max_memory_allocated() / 2**20 if cuda else _peak_mib()) - start
 
     g = torch.Generator().manual_seed(0)
+    if kind == "multiscale":  # host reads of one 4-scale MultiScaleContrastiveLoss forward + backward
+        from scalecontrast.losses import MultiScaleContrastiveLoss
+
+        labels = torch.randint(0, 19, (4, 128, 128), generator=g).to(device)
+        labels[:, :10] = 255
+        embs = [torch.randn(4, 32, s, s, generator=g).to(device).requires_grad_(True) for s in (32, 16, 8, 4)]
+        loss_fn = MultiScaleContrastiveLoss()
+
+        def step():
+            loss_fn(embs, labels).backward()
+            sync()
+        step()
+        if cuda:
+            return {"syncs": _cuda_syncs(step)}
+        with count_host_reads() as counter:
+            step()
+        return {"syncs": counter["n"]}
     if kind == "sampler":
         emb = torch.randn(8, args.dim, 128, 256, generator=g).to(device)
         labels = torch.randint(0, 19, (8, 512, 1024), generator=g, dtype=torch.uint8).to(device)
@@ -216,14 +233,25 @@ def _measure(kind: str, n: int, args) -> dict:
     return out
 
 
-def _run(kind: str, n: int, args) -> dict:
+def _run(kind: str, n: int, args, src: str | None = None) -> dict:
     cmd = [sys.executable, __file__, "--child", kind, str(n), "--dim", str(args.dim), "--classes", str(args.classes),
            "--repeats", str(args.repeats), "--device", args.device, "--memory", str(args.memory),
            "--threads", str(args.threads), "--clock", args.clock]
     if args.baseline:
         cmd += ["--baseline", args.baseline]
-    out = subprocess.run(cmd, check=True, capture_output=True, text=True)
+    env = None
+    if src is not None:  # import scalecontrast from this source tree
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join([src, os.environ.get("PYTHONPATH", "")])}
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env)
     return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def _baseline_tree(rev: str) -> str:
+    """``src/`` of git revision ``rev``, extracted to a temporary folder."""
+    folder = tempfile.mkdtemp()
+    archive = subprocess.run(["git", "-C", ROOT, "archive", rev, "src"], check=True, capture_output=True).stdout
+    subprocess.run(["tar", "-x", "-C", folder], input=archive, check=True)
+    return os.path.join(folder, "src")
 
 
 def _best(results: list[dict]) -> dict:
@@ -294,6 +322,11 @@ def main() -> None:
             row += f" {m['time']:.4f} | {m['time'] / (floor * (n + args.memory) / n):.2f}x | {m['peak']:.0f} |"
         print(row, flush=True)
     print(f"\nload average {os.getloadavg()[0]:.2f} at the end")
+    syncs = _run("multiscale", 0, args)["syncs"]
+    line = f"\nhost syncs of one 4-scale MultiScaleContrastiveLoss forward+backward: {syncs}"
+    if args.baseline:
+        line += f" ({args.baseline}: {_run('multiscale', 0, args, _baseline_tree(args.baseline))['syncs']})"
+    print(line)
     if not args.no_sampler:
         sampler = _run("sampler", 0, args)
         print(f"\nsample_anchors on 8 maps of {args.dim}x128x256 (labels 8x512x1024, 19 classes): "
