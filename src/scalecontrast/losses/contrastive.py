@@ -237,7 +237,6 @@ def _loss_and_grads(
     static_shift = tau >= _STATIC_SHIFT_MIN_TEMPERATURE
     tiny = torch.finfo(za.dtype).tiny
     slots_all = torch.arange(max(widths), device=za.device)
-    ones = zb.new_ones(n_used)
     # Gradients in sorted order, plus a zero row for the entries that take no part: the contrast
     # set's (also the anchors' when `same`) in grad_s, the anchors' in grad_r.
     grad_s = grad_r = None
@@ -267,7 +266,7 @@ def _loss_and_grads(
             shift = torch.where(torch.isfinite(shift), shift, 0.0)
             sim.sub_(shift)
         exp_sim = sim.exp_()  # (c, M) exp(s_ik - shift) on the negatives, 0 on the positives
-        neg_sum = (exp_sim @ ones)[:, None]  # (c, 1)
+        neg_sum = exp_sim.sum(1, keepdim=True)  # (c, 1)
         margin = torch.log(neg_sum)  # LN_i (minus the shift); -inf when there is no negative
         if shift is not None:
             margin = margin.add_(shift)
