@@ -9,11 +9,11 @@ P(i) are the contrast entries with the anchor's label (itself excluded in the wi
 case), Neg(i) those with another label. With ``LN_i = log sum_{k in Neg(i)} exp(s_ik)`` each
 term equals ``softplus(LN_i - s_ij)``, so
 
-    dL/ds_ij = -sigmoid(LN_i - s_ij) / (M |P(i)|)             for j in P(i)
-    dL/ds_ik =  A_i exp(s_ik - LN_i) / M,  A_i = sum_j sigmoid(LN_i - s_ij) / |P(i)|   for k in Neg(i)
+    dL/ds_ij = -sigmoid(LN_i - s_ij) / (R |P(i)|)             for j in P(i)
+    dL/ds_ik =  A_i exp(s_ik - LN_i) / R,  A_i = sum_j sigmoid(LN_i - s_ij) / |P(i)|   for k in Neg(i)
 
-where M is the number of anchors that have a positive (the others are left out of the mean;
-``reduction="all"`` makes M all anchors, those without a positive counting 0).
+where R is the number of anchors that have a positive (the others are left out of the mean;
+``reduction="all"`` makes R all N anchors, those without a positive counting 0).
 The contrast set is sorted by label, so an anchor's positives form one contiguous block.
 The anchors that have a positive are sorted by label and processed in chunks of rows that may
 span several labels; each chunk's ``(rows, M)`` similarity block is built once and the gradient
@@ -282,8 +282,8 @@ def _loss_and_grads(
         total = total + (soft.sum(1, keepdim=True) * inv_pos[lo:hi]).sum()
         if grad_s is None and grad_r is None:
             continue
-        # dL/ds_ij = -sig_ij / (|P(i)| M) on the positives and coef_i exp_ik on the negatives,
-        # coef_i = sum_j sig_ij / (|P(i)| M neg_sum_i). The positives' entries are written into the
+        # dL/ds_ij = -sig_ij / (|P(i)| R) on the positives and coef_i exp_ik on the negatives,
+        # coef_i = sum_j sig_ij / (|P(i)| R neg_sum_i). The positives' entries are written into the
         # exp block divided by coef_i (= -neg_sum_i sig_ij / sum_j sig_ij, bounded by neg_sum_i),
         # so that each gradient is one matrix product with that block, scaled by coef.
         sig_sum = sig.sum(1, keepdim=True)
