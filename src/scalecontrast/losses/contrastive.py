@@ -39,6 +39,8 @@ CHUNK_ELEMENTS = 1 << 22
 # normal in fp32 (and sums of up to ~1e20 of them too), no shift needed. Below, each row is shifted
 # by its own maximum over the negatives (the usual log-sum-exp stabilisation).
 _STATIC_SHIFT_MIN_TEMPERATURE = 0.025
+_LOG2E = 1.0 / math.log(2.0)
+_LN2 = math.log(2.0)
 
 
 def contrastive_loss(
@@ -232,8 +234,11 @@ def _loss_and_grads(
         self_col = own_col if same else rank_b[self_index[rows_a]]
         self_slot = (self_col - start)[:, None]  # (R, 1) the anchor's own slot in its block
     inv_tau = 1.0 / tau
+    # Similarities are formed in base 2, s_ij log2(e), since exp2 is several times faster than exp
+    # on CPUs (torch's vectorised exp2 is as accurate: ~1 ulp).
+    q_scale = inv_tau * _LOG2E
     zb_s = zb.index_select(0, order_b)  # (M', C) sorted by label
-    qa = zb_s * inv_tau if aligned else za.index_select(0, rows_a).mul_(inv_tau)  # (R, C)
+    qa = zb_s * q_scale if aligned else za.index_select(0, rows_a).mul_(q_scale)  # (R, C) z / tau * log2(e)
     static_shift = tau >= _STATIC_SHIFT_MIN_TEMPERATURE
     tiny = torch.finfo(za.dtype).tiny
     slots_all = torch.arange(max(widths), device=za.device)
@@ -256,21 +261,21 @@ def _loss_and_grads(
         blk = block[lo:hi, None]  # (c, 1)
         slot = torch.minimum(slots, blk - 1)  # (c, P): slots past a block repeat its last one
         cols = slot + start[lo:hi, None]  # (c, P) columns of the positives
-        sim = q @ zb_s.T  # (c, M): s_ij
-        pos = sim.gather(1, cols)  # (c, P) positives (and self)
+        sim = q @ zb_s.T  # (c, M): s_ij log2(e)
+        pos = sim.gather(1, cols)  # (c, P) positives (and self), base 2
         sim.scatter_(1, cols, float("-inf"))  # keep only the negatives
-        if static_shift:  # |s| <= 1/tau <= 40: exp(s) is finite and normal in fp32, no shift needed
+        if static_shift:  # |s| <= 1/tau <= 40: exp(s) = 2^(s log2 e) is finite and normal in fp32, no shift
             shift = None
         else:
             shift = sim.amax(1, keepdim=True)
             shift = torch.where(torch.isfinite(shift), shift, 0.0)
             sim.sub_(shift)
-        exp_sim = sim.exp_()  # (c, M) exp(s_ik - shift) on the negatives, 0 on the positives
+        exp_sim = sim.exp2_()  # (c, M) exp(s_ik - shift) on the negatives, 0 on the positives
         neg_sum = exp_sim.sum(1, keepdim=True)  # (c, 1)
         margin = torch.log(neg_sum)  # LN_i (minus the shift); -inf when there is no negative
         if shift is not None:
-            margin = margin.add_(shift)
-        margin = margin - pos  # (c, P) LN_i - s_ij
+            margin = margin.add_(shift, alpha=_LN2)
+        margin = torch.sub(margin, pos, alpha=_LN2)  # (c, P) LN_i - s_ij
         margin.masked_fill_(slots >= blk, float("-inf"))  # softplus/sigmoid(-inf) = 0
         if has_self:
             margin.scatter_(1, self_slot[lo:hi], float("-inf"))
@@ -292,9 +297,9 @@ def _loss_and_grads(
         exp_sim.scatter_(1, cols, sig.gather(1, slot))
         if grad_s is not None:  # w.r.t. the contrast set: sum over this chunk's anchors
             if chunk == 0:
-                torch.mm(exp_sim.T, q.mul_(coef), out=grad_s[:n_used])  # q is not used again
+                torch.mm(exp_sim.T, q.mul_(coef * _LN2), out=grad_s[:n_used])  # q is not used again
             else:
-                grad_s[:n_used].addmm_(exp_sim.T, q.mul_(coef))
+                grad_s[:n_used].addmm_(exp_sim.T, q.mul_(coef * _LN2))
         if need_a:  # w.r.t. this chunk's anchors
             rows = exp_sim @ zb_s
             scale = coef * inv_tau
