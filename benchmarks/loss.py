@@ -14,6 +14,7 @@ counting the calls that read a tensor back or need its values for an output shap
 
     python benchmarks/loss.py [--sizes 1000 4000 10000] [--dim 256] [--classes 20] [--repeats 5]
                               [--rounds 3] [--baseline REV] [--no-dense] [--memory 2000] [--device cpu]
+                              [--threads 0] [--clock wall|cpu]
 """
 
 from __future__ import annotations
@@ -129,6 +130,9 @@ def _measure(kind: str, n: int, args) -> dict:
 
     device = torch.device(args.device)
     cuda = device.type == "cuda"
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    clock = time.process_time if args.clock == "cpu" else time.perf_counter
 
     def sync():
         if cuda:
@@ -144,6 +148,23 @@ def _measure(kind: str, n: int, args) -> dict:
         return (torch.cuda.max_memory_allocated() / 2**20 if cuda else _peak_mib()) - start
 
     g = torch.Generator().manual_seed(0)
+    if kind == "multiscale":  # host reads of one 4-scale MultiScaleContrastiveLoss forward + backward
+        from scalecontrast.losses import MultiScaleContrastiveLoss
+
+        labels = torch.randint(0, 19, (4, 128, 128), generator=g).to(device)
+        labels[:, :10] = 255
+        embs = [torch.randn(4, 32, s, s, generator=g).to(device).requires_grad_(True) for s in (32, 16, 8, 4)]
+        loss_fn = MultiScaleContrastiveLoss()
+
+        def step():
+            loss_fn(embs, labels).backward()
+            sync()
+        step()
+        if cuda:
+            return {"syncs": _cuda_syncs(step)}
+        with count_host_reads() as counter:
+            step()
+        return {"syncs": counter["n"]}
     if kind == "sampler":
         emb = torch.randn(8, args.dim, 128, 256, generator=g).to(device)
         labels = torch.randint(0, 19, (8, 512, 1024), generator=g, dtype=torch.uint8).to(device)
@@ -151,10 +172,10 @@ def _measure(kind: str, n: int, args) -> dict:
         start = peak_start()
         times = []
         for _ in range(args.repeats + 1):
-            t = time.perf_counter()
+            t = clock()
             feats, _ = sample_anchors(emb, labels, generator=g)
             sync()
-            times.append(time.perf_counter() - t)
+            times.append(clock() - t)
         return {"time": sorted(times[1:])[len(times[1:]) // 2], "peak": peak_now(start), "shape": list(feats.shape)}
 
     feats = torch.randn(n, args.dim, generator=g).to(device)
@@ -198,9 +219,9 @@ def _measure(kind: str, n: int, args) -> dict:
     peak = peak_now(start)
     times = []
     for _ in range(args.repeats):
-        t = time.perf_counter()
+        t = clock()
         step()
-        times.append(time.perf_counter() - t)
+        times.append(clock() - t)
     out = {"time": sorted(times)[len(times) // 2], "peak": peak}
     if loss_call is not None:
         if cuda:
@@ -212,13 +233,25 @@ def _measure(kind: str, n: int, args) -> dict:
     return out
 
 
-def _run(kind: str, n: int, args) -> dict:
+def _run(kind: str, n: int, args, src: str | None = None) -> dict:
     cmd = [sys.executable, __file__, "--child", kind, str(n), "--dim", str(args.dim), "--classes", str(args.classes),
-           "--repeats", str(args.repeats), "--device", args.device, "--memory", str(args.memory)]
+           "--repeats", str(args.repeats), "--device", args.device, "--memory", str(args.memory),
+           "--threads", str(args.threads), "--clock", args.clock]
     if args.baseline:
         cmd += ["--baseline", args.baseline]
-    out = subprocess.run(cmd, check=True, capture_output=True, text=True)
+    env = None
+    if src is not None:  # import scalecontrast from this source tree
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join([src, os.environ.get("PYTHONPATH", "")])}
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env)
     return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def _baseline_tree(rev: str) -> str:
+    """``src/`` of git revision ``rev``, extracted to a temporary folder."""
+    folder = tempfile.mkdtemp()
+    archive = subprocess.run(["git", "-C", ROOT, "archive", rev, "src"], check=True, capture_output=True).stdout
+    subprocess.run(["tar", "-x", "-C", folder], input=archive, check=True)
+    return os.path.join(folder, "src")
 
 
 def _best(results: list[dict]) -> dict:
@@ -238,6 +271,9 @@ def main() -> None:
     parser.add_argument("--memory", type=int, default=2000, help="pixel-memory entries of the memory row (0: none)")
     parser.add_argument("--no-sampler", action="store_true")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    parser.add_argument("--clock", choices=["wall", "cpu"], default="wall",
+                        help="wall time, or this process's CPU time (steadier on a shared machine; use --threads 1)")
     parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -250,8 +286,9 @@ def main() -> None:
     kinds = ["floor", "chunked"] + (["baseline"] if args.baseline else []) + ([] if args.no_dense else ["dense"])
     kinds += ["memory"] if args.memory > 0 else []
     load = os.getloadavg()[0]
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs, device "
-          f"{args.device}, load average {load:.2f} at start; d={args.dim}, {args.classes} classes, "
+    threads = args.threads or torch.get_num_threads()
+    print(f"torch {torch.__version__}, {threads} threads, {os.cpu_count()} CPUs, device {args.device}, "
+          f"{args.clock} clock, load average {load:.2f} at start; d={args.dim}, {args.classes} classes, "
           f"forward+backward, fastest of {args.rounds} interleaved rounds of the median of {args.repeats}\n")
     head = "| N | floor: 3 NxNxd matmuls (s) | scalecontrast (s) | vs floor | syncs | peak (MiB) |"
     rule = "|---|---|---|---|---|---|"
@@ -285,6 +322,11 @@ def main() -> None:
             row += f" {m['time']:.4f} | {m['time'] / (floor * (n + args.memory) / n):.2f}x | {m['peak']:.0f} |"
         print(row, flush=True)
     print(f"\nload average {os.getloadavg()[0]:.2f} at the end")
+    syncs = _run("multiscale", 0, args)["syncs"]
+    line = f"\nhost syncs of one 4-scale MultiScaleContrastiveLoss forward+backward: {syncs}"
+    if args.baseline:
+        line += f" ({args.baseline}: {_run('multiscale', 0, args, _baseline_tree(args.baseline))['syncs']})"
+    print(line)
     if not args.no_sampler:
         sampler = _run("sampler", 0, args)
         print(f"\nsample_anchors on 8 maps of {args.dim}x128x256 (labels 8x512x1024, 19 classes): "
