@@ -277,8 +277,8 @@ class MultiScaleContrastiveLoss(nn.Module):
                projections: Sequence[Callable[[Tensor], Tensor]] | None = None) -> int:
         if isinstance(embeddings, Tensor) or len(embeddings) == 0:
             raise ValueError(
-                "embeddings must be a non-empty list of (B, C, h, w) tensors (a model built with "
-                "project_sampled=True returns none: pass out.projector_maps with projections=out.projections)"
+                "embeddings must be a non-empty list of (B, C, h, w) tensors (for a model's raw feature maps, "
+                "use ContrastiveHead(model.feature_channels)(out.features, labels), which projects them)"
             )
         if labels.ndim != 3:
             raise ValueError(f"labels must have shape (B, H, W), got {tuple(labels.shape)}")
