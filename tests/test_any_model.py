@@ -132,6 +132,26 @@ def test_python_model_reloads_into_a_fresh_instance(tmp_path):
     with torch.no_grad():
         torch.testing.assert_close(loaded.logits(x), module.logits(x))
     assert loaded.class_names == module.class_names and len(loaded.class_names) == K
+    # a module built from wrap_model(...) reloads into a plain instance (the taps are in the checkpoint)
+    from scalecontrast.models import wrap_model
+
+    wrapped = SegmentationModule(model=wrap_model(PlainNet(), ["stage2", "stage1"]), contrast=SMALL_CONTRAST)
+    wrapped_ckpt = tmp_path / "w.ckpt"
+    torch.save({"state_dict": wrapped.state_dict(), "hyper_parameters": dict(wrapped.hparams),
+                "pytorch-lightning_version": "2"}, wrapped_ckpt)
+    again = load_module(wrapped_ckpt, model=PlainNet())
+    assert again.model.taps == ["stage1", "stage2"]
+    again = load_module(wrapped_ckpt, model=wrap_model(PlainNet(), ["stage1", "stage2"]))
+    assert again.contrastive_head is not None
+
+
+def test_wrap_model_keeps_each_submodule_mode():
+    from scalecontrast.models import wrap_model
+
+    net = PlainNet().train()
+    net.stage1.eval()  # e.g. a frozen encoder stage
+    wrap_model(net, ["stage1", "stage2"])
+    assert not net.stage1.training and net.stage1[1].training is False and net.stage2.training
 
 
 @pytest.mark.slow
@@ -184,6 +204,7 @@ def test_class_path_model_fit_then_test_segment_export_from_the_checkpoint(tmp_p
     assert not any("projector" in init.name or "contrastive" in init.name for init in graph.initializer)
     loaded = load_module(ckpt)
     assert type(loaded.model.model).__module__.startswith("segmentation_models_pytorch")
+    assert loaded.hparams["model"]["class_path"] == "segmentation_models_pytorch.Unet"  # saved again as is
 
 
 def test_cli_num_classes_defaults_to_the_data(tmp_path):
@@ -229,3 +250,18 @@ def test_readme_class_path_configs_build(tmp_path, text, cls, channels):
     assert type(cli.model.model.model).__name__ == cls
     assert cli.model.model.feature_channels == channels and cli.model.num_classes == K
     assert cli.model.contrastive_head is not None
+
+
+def test_channels_last_probe_uses_the_models_probe_size_and_dtype():
+    from scalecontrast.models import wrap_model
+
+    class NeedsBigInputs(PlainNet):
+        def forward(self, x):
+            if x.shape[-1] < 96:
+                raise ValueError("inputs must be at least 96 pixels wide")
+            return super().forward(x)
+
+    module = SegmentationModule(model=wrap_model(NeedsBigInputs(), ["stage1"], probe_size=(96, 96)), contrast=None)
+    assert module.channels_last
+    double = SegmentationModule(model=wrap_model(PlainNet().double(), ["stage1"]), contrast=None)
+    assert double.channels_last and next(double.model.parameters()).dtype == torch.float64

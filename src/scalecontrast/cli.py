@@ -138,7 +138,10 @@ def _lightning_cli_class():
                 # num_classes defaults to the data's (a model given by class path has its own).
                 from scalecontrast.engine import SegmentationDataModule
 
-                model_cfg["num_classes"] = SegmentationDataModule(**cfg["data"].as_dict()).num_classes
+                data = {**cfg["data"].as_dict(), "check": "none"}  # only the class list is read here
+                dm = SegmentationDataModule(**data)
+                split = {"fit": "val_split", "validate": "val_split"}.get(sub or "fit", "test_split")
+                model_cfg["num_classes"] = len(dm.make_dataset(dm.hparams[split]).classes)
 
         def instantiate_trainer(self, **kwargs):
             trainer = super().instantiate_trainer(**kwargs)

@@ -87,7 +87,9 @@ def load_module(
 
     ``model=None`` rebuilds the model from the checkpoint: built-in heads (``head`` + ``backbone``) and
     models given by class path (the command line's ``model: {class_path, init_args}``); backbone weights
-    are not fetched again (``pretrained=False``). For a model built in Python, pass a fresh instance
+    of built-in heads are not fetched again (``pretrained=False``), while a class-path model is built
+    with its saved init args as they are (e.g. smp's ``encoder_weights: imagenet`` downloads again; pass
+    a fresh instance built without them to avoid that). For a model built in Python, pass a fresh instance
     (``model=MyNet(...)``, the same architecture) and the checkpoint's weights are loaded into it.
     """
     path = Path(ckpt_path)
@@ -96,13 +98,22 @@ def load_module(
     hp.pop("_instantiator", None)
     hp.pop("_class_path", None)
     hp["pretrained"] = False
+    hp["compile"] = False  # inference from a checkpoint never compiles
     if model is not None:
+        from scalecontrast.models import SegmentationModel, WrappedModel
+
+        for key in ("head", "backbone", "model_kwargs"):
+            hp[key] = None  # the instance replaces whatever built the model
+        if isinstance(model, SegmentationModel | WrappedModel):
+            hp["taps"] = None  # it returns its features already
         hp["model"] = model
         module = SegmentationModule(**hp)
     elif isinstance(hp.get("model"), dict) and "class_path" in hp["model"]:
         from lightning.pytorch.cli import instantiate_module
 
+        config = hp["model"]
         module = instantiate_module(SegmentationModule, hp)
+        module.hparams["model"] = config  # a checkpoint saved from this module rebuilds the same way
     elif hp.get("model") is None and hp.get("head") is None:
         cls = (ckpt.get("scalecontrast") or {}).get("model_class", "the model class")
         raise ValueError(f"{path} holds a model built in Python ({cls}): pass a fresh instance, "

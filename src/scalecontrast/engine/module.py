@@ -52,24 +52,31 @@ def _class_path(obj: Any) -> str:
 
 def _supports_channels_last(model: nn.Module) -> bool:
     """Whether ``model`` runs on a channels-last input (scalecontrast's own models do; a wrapped client
-    model is tried once on a small zero input, on a copy so that nothing of it changes)."""
+    model is tried once on a zero input of its probe size, in its dtype and on its device; its layout and
+    train/eval modes are restored)."""
     from scalecontrast.models import WrappedModel
 
     if not isinstance(model, WrappedModel):
         return True
-    import copy
-
-    probe = copy.deepcopy(model).eval().to(memory_format=torch.channels_last)
-    param = next(probe.parameters(), None)
-    x = torch.zeros(1, 3, 64, 64, device=param.device if param is not None else None)
+    modes = {m: m.training for m in model.modules()}
+    param = next(model.parameters(), None)
+    x = torch.zeros(1, model.in_channels, *model.probe_size, device=param.device if param is not None else None,
+                    dtype=param.dtype if param is not None else None)
+    ok, why = True, ""
     try:
+        model.eval().to(memory_format=torch.channels_last)  # strides only: values are untouched
         with torch.no_grad():
-            probe(x.contiguous(memory_format=torch.channels_last))
-    except RuntimeError as err:
-        warnings.warn(f"{type(model.model).__name__} does not run in the channels-last memory format "
-                      f"({str(err).splitlines()[0][:200]}); keeping the default layout", stacklevel=3)
-        return False
-    return True
+            model(x.contiguous(memory_format=torch.channels_last))
+    except Exception as err:  # noqa: BLE001 - any failure in that layout means: keep the default one
+        ok, why = False, f"{type(err).__name__}: {str(err).splitlines()[0][:200] if str(err) else ''}"
+    finally:
+        model.to(memory_format=torch.contiguous_format)
+        for m, training in modes.items():
+            m.training = training
+    if not ok:
+        warnings.warn(f"{type(model.model).__name__} does not run in the channels-last memory format ({why}); "
+                      "keeping the default layout", stacklevel=3)
+    return ok
 
 
 class SegmentationModule(L.LightningModule):
@@ -149,6 +156,12 @@ class SegmentationModule(L.LightningModule):
             # (load_module(ckpt, model=fresh_instance)). From the command line the hyper-parameters hold
             # the model's class path and init args instead, and it is rebuilt from those.
             self.hparams["model"] = None
+            if isinstance(getattr(self, "_hparams_initial", None), dict):
+                self._hparams_initial["model"] = None  # no second copy of the model kept for the loggers
+            from scalecontrast.models import WrappedModel
+
+            if isinstance(model, WrappedModel) and not taps:
+                self.hparams["taps"] = list(model.taps)  # so a fresh plain instance reloads with them
         contrast = as_options(contrast, ContrastOptions, "contrast")
         optimizer = as_options(optimizer, OptimizerOptions, "optimizer")
         schedule = as_options(schedule, ScheduleOptions, "schedule")

@@ -147,7 +147,7 @@ class MultiScaleContrastiveLoss(nn.Module):
             generator: optional generator for the anchor sampling.
             projections: optional, one callable per map applied to the sampled rows
                 ``(N, C_s) -> (N, D)`` before the contrast (a projector's last pointwise layer;
-                see ``SegmentationOutput.projections``); the maps may then differ in ``C_s``.
+                see ``ContrastiveHead``); the maps may then differ in ``C_s``.
 
         Returns:
             Scalar ``sum_s w_s L_s + w_hl L_hl + w_hm L_hm``, or the dict of terms.

@@ -92,7 +92,9 @@ class WrappedModel(nn.Module):
         if len(set(taps)) != len(taps):
             raise ValueError(f"taps must be distinct, got {taps}")
         self.model = model
-        shapes, num_classes = self._probe(model, taps, probe_size)
+        self.probe_size = (int(probe_size[0]), int(probe_size[1]))
+        self.in_channels = _input_channels(model)
+        shapes, num_classes = self._probe(model, taps, self.probe_size)
         # Highest resolution first (stable for equal sizes).
         order = sorted(range(len(taps)), key=lambda i: -(shapes[i][2] * shapes[i][3]))
         self.taps = [taps[i] for i in order]
@@ -130,12 +132,13 @@ class WrappedModel(nn.Module):
         param = next(model.parameters(), None)
         x = torch.zeros(1, _input_channels(model), *size, device=param.device if param is not None else None,
                         dtype=param.dtype if param is not None else None)
-        was_training = model.training
+        modes = {m: m.training for m in model.modules()}  # e.g. a frozen encoder stays in eval mode
         try:
             model.eval()
             out, store, _ = self._run(x, taps)
         finally:
-            model.train(was_training)
+            for m, training in modes.items():
+                m.training = training
         missing = [t for t in taps if t not in store]
         if missing:
             raise ValueError(f"submodules {missing} were not called in the model's forward")
