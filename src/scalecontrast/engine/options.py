@@ -27,7 +27,7 @@ def _jsonable(value: Any) -> Any:
     return list(value) if isinstance(value, tuple) else value
 
 
-def _annotation(name: str, hint: Any, default: Any) -> Any:
+def _annotation(hint: Any, default: Any) -> Any:
     if isinstance(default, tuple):  # Sequence[float] defaults shown as lists on the command line
         return list[float] if all(isinstance(v, float) for v in default) else list
     return hint
@@ -45,7 +45,7 @@ def _contrast_fields() -> list[tuple[str, Any, Any]]:
                                                                           param.KEYWORD_ONLY):
             continue
         default = _jsonable(param.default)
-        ann = _annotation(name, hints.get(name, Any), param.default)
+        ann = _annotation(hints.get(name, Any), param.default)
         fields.append((name, ann, field(default_factory=lambda d=default: list(d)) if isinstance(default, list)
                        else field(default=default)))
     return fields
