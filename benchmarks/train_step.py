@@ -24,6 +24,7 @@ from scalecontrast.data import HALF_MEAN, HALF_STD, get_dataset, train_transform
 from scalecontrast.losses import ContrastiveHead
 
 PAPER_CAPS = dict(max_views=2500, max_total=10000)
+TRUNK_ONLY = "CE + the projectors' trunks only (Conv-ReLU-BN over every pixel, no sampling, no loss), channels_last"
 # name -> (ContrastiveHead options or None for CE, model options, channels_last)
 SETTINGS: dict[str, tuple[dict | None, dict, bool]] = {
     "CE, default layout": (None, {}, False),
@@ -34,6 +35,9 @@ SETTINGS: dict[str, tuple[dict | None, dict, bool]] = {
         dict(max_views=500, max_total=2000), {}, True),
     "CE + 0.1 MS+CS (paper caps), channels_last, taps at the backbone stages (embed_from=backbone)": (
         PAPER_CAPS, {"embed_from": "backbone"}, True),
+    # the floor of any exact implementation of the paper's projector: its Conv1x1-ReLU-BN trunk runs
+    # over every pixel (BN's statistics are those of the whole map), with the gradient of a mean.
+    TRUNK_ONLY: (PAPER_CAPS, {}, True),
 }
 
 
@@ -63,14 +67,17 @@ def time_training(head: str, data, settings: dict, warmup: int, compiled: frozen
                 contrast.to(memory_format=torch.channels_last)
         params = list(model.parameters()) + (list(contrast.parameters()) if contrast is not None else [])
         forward = torch.compile(model) if name in compiled else model
-        runs[name] = (forward, contrast, torch.optim.SGD(params, lr=0.01, momentum=0.9), [], channels_last)
+        runs[name] = (forward, contrast, torch.optim.SGD(params, lr=0.01, momentum=0.9), [], channels_last,
+                      name == TRUNK_ONLY)
     for i, (images, masks) in enumerate(data):
-        for model, contrast, opt, times, channels_last in runs.values():
+        for model, contrast, opt, times, channels_last, trunk_only in runs.values():
             t = time.perf_counter()
             x = images.contiguous(memory_format=torch.channels_last) if channels_last else images
             out = model(x)
             loss = F.cross_entropy(out.logits, masks, ignore_index=255)
-            if contrast is not None:
+            if trunk_only:
+                loss = loss + 0.1 * sum(p.trunk(f).mean() for p, f in zip(contrast.projectors, out.features))
+            elif contrast is not None:
                 loss = loss + 0.1 * contrast(out.features, masks)
             opt.zero_grad(set_to_none=True)
             loss.backward()

@@ -133,6 +133,7 @@ def _lightning_cli_class():
             model_cfg = cfg.get("model")
             if sub and sub != "fit" and model_cfg is not None and cfg.get("ckpt_path") is not None:
                 model_cfg["pretrained"] = False
+                model_cfg["init_weights"] = None
             if model_cfg is not None and model_cfg.get("num_classes") is None and model_cfg.get("model") is None \
                     and model_cfg.get("head") is not None and cfg.get("data") is not None:
                 # num_classes defaults to the data's (a model given by class path has its own).

@@ -98,6 +98,7 @@ def load_module(
     hp.pop("_instantiator", None)
     hp.pop("_class_path", None)
     hp["pretrained"] = False
+    hp["init_weights"] = None  # the checkpoint's weights replace them anyway
     hp["compile"] = False  # inference from a checkpoint never compiles
     if model is not None:
         from scalecontrast.models import SegmentationModel, WrappedModel

@@ -97,6 +97,11 @@ class SegmentationModule(L.LightningModule):
             or a tuple; see :func:`scalecontrast.models.wrap.model_logits`).
         taps: submodule names of ``model`` whose outputs the contrastive head takes.
         head, backbone, pretrained, model_kwargs: :func:`scalecontrast.models.create_model`.
+        init_weights: weights loaded into the model when it is built, ``{submodule: source}`` with the
+            submodule named as in the given model (``""``: all of it) and the source a checkpoint file
+            or ``"lite0"`` (the offline EfficientNet-Lite0 ImageNet weights), e.g.
+            ``{"encoder.model": "lite0"}`` for smp's ``Unet("tu-tf_efficientnet_lite0")``; see
+            :func:`scalecontrast.models.load_weights`. Not applied again when a checkpoint is loaded.
         num_classes: K; default: the data's (or, with ``model``, the model's).
         contrast: the contrastive options (:class:`~scalecontrast.engine.options.ContrastOptions`:
             ``weight``, ``warmup_steps``, ``embed_dim`` and the options of
@@ -129,6 +134,7 @@ class SegmentationModule(L.LightningModule):
         *,
         pretrained: bool | str = False,
         model_kwargs: dict[str, Any] | None = None,
+        init_weights: dict[str, str] | None = None,
         contrast: ContrastOptions | None = ContrastOptions(),  # noqa: B008 - immutable in use, shown by the CLI
         aux_weight: float = 0.4,
         class_weights: list[float] | None = None,
@@ -175,6 +181,10 @@ class SegmentationModule(L.LightningModule):
         self.contrast_options = contrast if contrast is not None and contrast.weight > 0 else None
         self.optimizer_options, self.schedule_options, self.eval_options = optimizer, schedule, evaluation
         self.model = self._build_model(model, taps, head, backbone, num_classes, pretrained, model_kwargs)
+        if init_weights:
+            from scalecontrast.models import WrappedModel, load_weights
+
+            load_weights(self.model.model if isinstance(self.model, WrappedModel) else self.model, init_weights)
         if num_classes is None:
             num_classes = self.model.num_classes
         elif num_classes != self.model.num_classes:

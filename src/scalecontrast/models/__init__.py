@@ -21,7 +21,7 @@ from .ocrnet import OCRHead
 from .output import SegmentationOutput
 from .segmentation_model import SegmentationModel
 from .upernet import FCNHead, PyramidPooling, UPerNetHead
-from .weights import lite0_checkpoint_path, lite0_state_dict
+from .weights import lite0_checkpoint_path, lite0_state_dict, load_weights
 from .wrap import WrappedModel, model_logits, wrap_model
 
 __all__ = [
@@ -29,6 +29,7 @@ __all__ = [
     "HEADS",
     "Backbone",
     "WrappedModel",
+    "load_weights",
     "ConvBNReLU",
     "DeepLabV3Head",
     "FCNHead",

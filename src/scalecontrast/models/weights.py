@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from collections import OrderedDict
+from collections.abc import Mapping
 
 import timm
 import torch
@@ -87,3 +88,40 @@ def load_backbone_weights(body: nn.Module, state_dict: dict[str, Tensor]) -> Non
     missing = [k for k in result.missing_keys if not k.endswith("num_batches_tracked")]
     if missing:
         raise KeyError(f"checkpoint lacks {len(missing)} backbone tensors, e.g. {missing[:5]}")
+
+
+LITE0_SOURCE = "lite0"
+
+
+def weights_from(source: str | os.PathLike) -> dict[str, Tensor]:
+    """A state dict from ``source``: ``"lite0"`` (the offline EfficientNet-Lite0 ImageNet weights, in
+    timm's ``tf_efficientnet_lite0`` naming) or a local checkpoint file (:func:`read_checkpoint`; a
+    file in the Lite0 package's naming is renamed the same way)."""
+    if str(source) == LITE0_SOURCE:
+        return lite0_state_dict()
+    if not os.path.isfile(source):
+        raise FileNotFoundError(f"weights file not found: {source} (give a checkpoint file or {LITE0_SOURCE!r})")
+    state = read_checkpoint(source)
+    return lite0_state_dict(source) if is_lite0_package_state_dict(state) else state
+
+
+def load_weights(model: nn.Module, sources: Mapping[str, str | os.PathLike]) -> None:
+    """Load weights into submodules of any model: ``{submodule name: source}`` (``""`` is the whole
+    model; a source as in :func:`weights_from`), e.g. ``{"encoder.model": "lite0"}`` for
+    segmentation_models_pytorch's ``Unet("tu-tf_efficientnet_lite0")``.
+
+    Every parameter and buffer of the submodule must be in the source (keys it does not use, such as
+    a classifier, are ignored), otherwise a ``KeyError`` names the missing ones.
+    """
+    for name, source in sources.items():
+        try:
+            target = model.get_submodule(name) if name else model
+        except AttributeError:
+            names = [n for n, _ in model.named_modules() if n]
+            raise ValueError(f"init_weights: no submodule named {name!r} in {type(model).__name__}; its "
+                             f"submodules include {names[:12]}{' ...' if len(names) > 12 else ''}") from None
+        try:
+            load_backbone_weights(target, weights_from(source))
+        except (KeyError, RuntimeError) as e:
+            raise type(e)(f"init_weights: {source} does not fit {name or 'the model'} "
+                           f"({type(target).__name__}): {e.args[0]}") from None
