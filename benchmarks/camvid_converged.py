@@ -1,4 +1,18 @@
-"""CamVid at convergence: the calibration curve of the converged CPU recipe (val only).
+"""CamVid at convergence: does MS+CS help a model trained to a competitive level?
+
+Three phases, each resumable (a finished run is a line of a results file and is skipped when the
+script starts again; an interrupted run resumes exactly from its ``last.ckpt``):
+
+1. ``--calibrate``: the calibration curve of the converged CPU recipe (val only, below).
+2. ``--tune``: the contrastive weight of ``mscs_tuned``, chosen on ``val`` from {0.1, 0.3, 1.0}
+   (3 seeds each) before any test score of it exists.
+3. ``--study``: 5 seeds of ``ce``, ``mscs`` (the paper's defaults), ``mscs_tuned`` and the variant
+   that won the peers' options study on val (``camvid_variants.py``), trained on ``train``, the
+   final model scored once on ``test``; and the smp Unet pair (``ce`` vs ``mscs_tuned``, 3 seeds).
+   Rows of ``--results`` (``docs/results/camvid_converged.jsonl``): ``setting``, ``model``,
+   ``seed``, ``split``, ``miou``, ``per_class``, ``steps``, ``fit_minutes``.
+
+Calibration:
 
 ``--calibrate`` trains FPN + EfficientNet-Lite0 (offline ImageNet weights) on ``train`` for a long
 poly schedule and scores ``val`` every ``--val-every`` steps, for CE (and, with
@@ -18,10 +32,14 @@ import argparse
 import csv
 import json
 import os
+import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = "fpn_lite0"
@@ -109,6 +127,186 @@ def calibrate(args) -> None:
         print(f"[{time.strftime('%H:%M:%S')}] {setting}: done", flush=True)
 
 
+# ---- the study ------------------------------------------------------------------------------
+RECIPES = {  # model -> (CE config, MS+CS config); both share everything but model.contrast
+    "fpn_lite0": ("fpn_lite0_converged_ce.yaml", "fpn_lite0_converged_mscs.yaml"),
+    "smp_unet_lite0": ("smp_unet_lite0_ce.yaml", "smp_unet_lite0_mscs.yaml"),
+}
+TUNE_WEIGHTS = (0.1, 0.3, 1.0)
+TUNE_SEEDS = (0, 1, 2)
+STUDY_SEEDS = {"fpn_lite0": (0, 1, 2, 3, 4), "smp_unet_lite0": (0, 1, 2)}
+STUDY_LABELS = {"ce": "CE", "mscs": "CE + 0.1 MS+CS (the paper's defaults)",
+                "mscs_tuned": "CE + w MS+CS (w chosen on val)", "variant": "the peers' options study's winner"}
+
+
+def run_name(kind: str, weight: float | None = None, variant: str | None = None) -> str:
+    """The folder (and identity) of one trained configuration: ``ce``, ``mscs_w0.3``, ``hard_0.5_w0.1``."""
+    if kind == "ce":
+        return "ce"
+    return f"{variant + '_' if variant else 'mscs_'}w{weight:g}"
+
+
+def fit_and_score(args, model: str, run: str, seed: int, splits: Sequence[str], extra: Sequence[str],
+                  results: dict[str, dict], path: Path, setting: str) -> None:
+    """Train ``run`` of ``model`` (or resume it), then score its final checkpoint on each of ``splits``
+    not yet recorded, one row each."""
+    todo = [sp for sp in splits if f"{model}/{run}/seed{seed}/{sp}" not in results]
+    if not todo:
+        return
+    ce_cfg, mscs_cfg = RECIPES[model]
+    cfg = ROOT / "configs" / "camvid" / (ce_cfg if run == "ce" else mscs_cfg)
+    out = Path(args.out) / model / run / f"seed{seed}"
+    base = ["--config", str(cfg), "--data.root", str(args.data_root), "--seed_everything", str(seed),
+            "--trainer.default_root_dir", str(out), "--trainer.limit_val_batches", "0",
+            "--trainer.enable_progress_bar", "false", "--trainer.logger", "false",
+            "--checkpoint.every_n_train_steps", "100", "--data.num_workers", str(args.workers), *extra]
+    ckpt = out / "checkpoints" / "last.ckpt"
+    done = out / "fit_seconds"
+    if not done.exists():
+        out.mkdir(parents=True, exist_ok=True)
+        print(f"[{time.strftime('%H:%M:%S')}] {model}/{run}/seed{seed}: training", flush=True)
+        t0 = time.time()
+        cmd = [sys.executable, "-m", "scalecontrast.cli", "fit", *base] + (["--ckpt_path", "last"] if ckpt.exists()
+                                                                          else [])
+        with open(out / "fit.log", "a") as log:
+            subprocess.run(cmd, check=True, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+        # the time of the last start (an interrupted run's earlier part is in its fit.log)
+        done.write_text(f"{time.time() - t0:.1f}\n")
+    steps = int(torch_load_step(ckpt))
+    for split in todo:
+        scores = score(base, ckpt, split)
+        row = {"key": f"{model}/{run}/seed{seed}/{split}", "setting": setting, "run": run, "model": model,
+               "seed": seed, "split": split, "miou": scores["miou"], "per_class": scores["per_class"],
+               "pixel_acc": scores["pixel_acc"], "steps": steps,
+               "fit_minutes": round(float(done.read_text()) / 60, 1),
+               "threads": int(os.environ.get("OMP_NUM_THREADS") or os.cpu_count() or 1)}
+        append_row(path, results, row)
+        print(f"[{time.strftime('%H:%M:%S')}] {row['key']}: mIoU {row['miou']:.2f}", flush=True)
+
+
+def torch_load_step(ckpt: Path) -> int:
+    import torch
+
+    return int(torch.load(ckpt, map_location="cpu", weights_only=False)["global_step"])
+
+
+def score(base: list[str], ckpt: Path, split: str) -> dict:
+    from scalecontrast.cli import run_lightning
+
+    cli = run_lightning(["test", *base, "--data.test_split", split, "--ckpt_path", str(ckpt)])
+    scores = cli.model.last_scores
+    iou = [round(float(v) * 100, 2) for v in scores["iou"].tolist()]
+    return {"miou": round(float(scores["mIoU"]) * 100, 2), "per_class": dict(zip(cli.model.class_names, iou)),
+            "pixel_acc": round(float(scores.get("pixel_acc", float("nan"))) * 100, 2)}
+
+
+def load_keyed(path: Path) -> dict[str, dict]:
+    return {r["key"]: r for r in load_rows(path) if "key" in r}
+
+
+def append_row(path: Path, results: dict[str, dict], row: dict) -> None:
+    results[row["key"]] = row
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as f:
+        f.write(json.dumps(row) + "\n")
+
+
+def weight_args(weight: float) -> list[str]:
+    return ["--model.contrast.weight", str(weight)]
+
+
+def tuned_weight(results: dict[str, dict]) -> float | None:
+    """The weight of ``mscs_tuned``: the best mean val mIoU over the tuning seeds, once every tuning
+    run has its val score (``None`` before)."""
+    means = {}
+    for w in TUNE_WEIGHTS:
+        vals = [results.get(f"fpn_lite0/{run_name('mscs', w)}/seed{s}/val", {}).get("miou") for s in TUNE_SEEDS]
+        if None in vals:
+            return None
+        means[w] = sum(vals) / len(vals)
+    return max(means, key=means.get)
+
+
+def variant_winner(path: Path) -> str | None:
+    """The peers' options study's best variant on val (3 seeds each), if it beat MS+CS there."""
+    if not path.exists():
+        return None
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    means = {}
+    for v in {r["variant"] for r in rows}:
+        vals = [r["miou"] for r in rows if r["variant"] == v and r["split"] == "val"]
+        if len(vals) >= 3:
+            means[v] = sum(vals) / len(vals)
+    if "mscs" not in means or len(means) < 2:
+        return None
+    best = max(means, key=means.get)
+    return None if best == "mscs" else best
+
+
+def tune(args) -> None:
+    path = Path(args.results)
+    results = load_keyed(path)
+    for seed in TUNE_SEEDS:
+        fit_and_score(args, "fpn_lite0", "ce", seed, ["val"], [], results, path, "ce")
+        for w in TUNE_WEIGHTS:
+            fit_and_score(args, "fpn_lite0", run_name("mscs", w), seed, ["val"], weight_args(w), results, path,
+                          f"tune_w{w:g}")
+    print(f"chosen weight on val: {tuned_weight(results)}")
+
+
+def study(args) -> None:
+    from camvid_variants import VARIANTS
+
+    path = Path(args.results)
+    results = load_keyed(path)
+    w = tuned_weight(results)
+    if w is None:
+        raise SystemExit("the tuned weight is not chosen yet: run --tune first (every tuning run scored on val)")
+    winner = variant_winner(Path(args.variants))
+    print(f"mscs_tuned: weight {w:g} (chosen on val); variant: {winner or 'none (MS+CS won its val study)'}")
+    for seed in STUDY_SEEDS["fpn_lite0"]:
+        plan = [("ce", "ce", []), ("mscs", run_name("mscs", 0.1), weight_args(0.1)),
+                ("mscs_tuned", run_name("mscs", w), weight_args(w))]
+        if winner:
+            plan.append(("variant", run_name("mscs", 0.1, winner), weight_args(0.1) + VARIANTS[winner][0]))
+        for setting, run, extra in plan:
+            fit_and_score(args, "fpn_lite0", run, seed, ["test"], extra, results, path, setting)
+    for seed in STUDY_SEEDS["smp_unet_lite0"]:
+        fit_and_score(args, "smp_unet_lite0", "ce", seed, ["test"], [], results, path, "ce")
+        fit_and_score(args, "smp_unet_lite0", run_name("mscs", w), seed, ["test"], weight_args(w), results, path,
+                      "mscs_tuned")
+
+
+def study_report(path: Path) -> str:
+    from camvid_ablation import paired_by_seed
+
+    results = load_keyed(path)
+    lines = []
+    w = tuned_weight(results)
+    for model in RECIPES:
+        for split in ("test", "val"):
+            rows = [r for r in results.values() if r["model"] == model and r["split"] == split]
+            if not rows:
+                continue
+            by_setting: dict[str, dict[int, float]] = {}
+            for r in rows:
+                by_setting.setdefault(r["setting"], {})[r["seed"]] = r["miou"]
+            lines += [f"### {model}, {split} mIoU (%)", "",
+                      "| setting | runs | mean ± std | seeds | vs CE, paired by seed |", "|---|---|---|---|---|"]
+            ce = by_setting.get("ce", {})
+            for setting, vals in by_setting.items():
+                v = [vals[k] for k in sorted(vals)]
+                std = f"{statistics.stdev(v):.2f}" if len(v) > 1 else "-"
+                seeds = ", ".join(f"{k}: {vals[k]:.2f}" for k in sorted(vals))
+                paired = "-" if setting == "ce" else paired_by_seed(vals, ce)
+                label = STUDY_LABELS.get(setting, setting)
+                if setting == "mscs_tuned" and w is not None:
+                    label += f", w = {w:g}"
+                lines.append(f"| {label} | {len(v)} | {statistics.mean(v):.2f} ± {std} | {seeds} | {paired} |")
+            lines.append("")
+    return "\n".join(lines)
+
+
 def report(path: Path) -> str:
     rows = [r for r in load_rows(path) if r.get("kind") == "calibration"]
     settings = sorted({r["setting"] for r in rows}, key=list(CONFIGS).index)
@@ -157,13 +355,24 @@ def main() -> None:
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--out", default=str(ROOT / "runs" / "converged"))
     p.add_argument("--curve", default=str(ROOT / "docs" / "results" / "camvid_calibration.jsonl"))
-    p.add_argument("--report", action="store_true", help="print the calibration table")
+    p.add_argument("--tune", action="store_true", help="the tuning runs on val (resumable)")
+    p.add_argument("--study", action="store_true", help="the study's runs on test (resumable; after --tune)")
+    p.add_argument("--results", default=str(ROOT / "docs" / "results" / "camvid_converged.jsonl"))
+    p.add_argument("--variants", default=str(ROOT / "docs" / "results" / "camvid_variants.jsonl"),
+                   help="the peers' options study's results (its val winner joins the study)")
+    p.add_argument("--report", action="store_true", help="print the tables")
     p.add_argument("--figure", default=None, help="draw the calibration curve into this PNG")
     args = p.parse_args()
     if args.calibrate:
         calibrate(args)
-    if args.report or not args.calibrate:
+    if args.tune:
+        tune(args)
+    if args.study:
+        study(args)
+    if args.report or not (args.calibrate or args.tune or args.study):
         print(report(Path(args.curve)))
+        print()
+        print(study_report(Path(args.results)))
     if args.figure:
         figure(Path(args.curve), Path(args.figure))
 

@@ -119,3 +119,64 @@ def test_write_block_replaces_only_between_markers(tmp_path):
     assert doc.read_text() == "intro\n<!-- T:BEGIN -->\nnew table\n<!-- T:END -->\noutro\n"
     with pytest.raises(SystemExit, match="markers"):
         ablation.write_block(doc, "OTHER", "x")
+
+
+def _converged_row(model: str, run: str, setting: str, seed: int, split: str, miou: float) -> dict:
+    return {"key": f"{model}/{run}/seed{seed}/{split}", "setting": setting, "run": run, "model": model,
+            "seed": seed, "split": split, "miou": miou, "per_class": {}, "steps": 10, "fit_minutes": 1.0}
+
+
+def test_converged_weight_is_chosen_on_val_only_once_every_tuning_run_is_scored():
+    import camvid_converged as conv
+
+    rows = {}
+    for w, base in ((0.1, 50.0), (0.3, 52.0), (1.0, 51.0)):
+        for s in conv.TUNE_SEEDS:
+            r = _converged_row("fpn_lite0", conv.run_name("mscs", w), f"tune_w{w:g}", s, "val", base + s)
+            rows[r["key"]] = r
+    # a test score of another weight does not enter the choice
+    t = _converged_row("fpn_lite0", conv.run_name("mscs", 1.0), "mscs_tuned", 0, "test", 99.0)
+    rows[t["key"]] = t
+    assert conv.tuned_weight(rows) == 0.3
+    del rows[f"fpn_lite0/{conv.run_name('mscs', 0.3)}/seed2/val"]
+    assert conv.tuned_weight(rows) is None  # not before every tuning run has its val score
+    assert conv.run_name("ce") == "ce" and conv.run_name("mscs", 0.3) == "mscs_w0.3"
+    assert conv.run_name("mscs", 0.1, "hard_0.5") == "hard_0.5_w0.1"
+
+
+def test_converged_variant_winner_needs_three_val_seeds_and_to_beat_mscs(tmp_path):
+    import json
+
+    import camvid_converged as conv
+
+    path = tmp_path / "variants.jsonl"
+
+    def write(rows):
+        path.write_text("".join(json.dumps({"variant": v, "seed": s, "split": "val", "miou": m}) + "\n"
+                                for v, s, m in rows))
+
+    write([("mscs", s, 50.0) for s in range(3)] + [("hard_0.5", s, 51.0) for s in range(2)])
+    assert conv.variant_winner(path) is None  # two seeds only
+    write([("mscs", s, 50.0) for s in range(3)] + [("hard_0.5", s, 51.0) for s in range(3)]
+          + [("memory_1000", s, 50.5) for s in range(3)])
+    assert conv.variant_winner(path) == "hard_0.5"
+    write([("mscs", s, 52.0) for s in range(3)] + [("hard_0.5", s, 51.0) for s in range(3)])
+    assert conv.variant_winner(path) is None  # MS+CS as configured won
+    assert conv.variant_winner(tmp_path / "missing.jsonl") is None
+
+
+def test_converged_report_pairs_by_seed_and_keeps_models_and_splits_apart(tmp_path):
+    import json
+
+    import camvid_converged as conv
+
+    rows = [_converged_row("fpn_lite0", "ce", "ce", s, "test", 50.0 + s) for s in (0, 1, 2)]
+    rows += [_converged_row("fpn_lite0", "mscs_w0.1", "mscs", s, "test", 51.0 + 1.1 * s) for s in (2, 1, 0)]
+    rows += [_converged_row("smp_unet_lite0", "ce", "ce", 0, "test", 10.0)]
+    path = tmp_path / "r.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    text = conv.study_report(path)
+    fpn = text.split("### smp_unet_lite0")[0]
+    assert "| CE | 3 | 51.00 ± 1.00 | 0: 50.00, 1: 51.00, 2: 52.00 | - |" in fpn
+    assert "+1.10 ± 0.10, better on 3/3" in fpn
+    assert "10.00" not in fpn and "### smp_unet_lite0, test mIoU (%)" in text
