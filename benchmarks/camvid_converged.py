@@ -64,8 +64,8 @@ def calibration_args(args, setting: str, out: Path) -> list[str]:
         "--data.crop_size", json.dumps(args.crop),
         "--data.batch_size", str(args.batch),
         "--data.num_workers", str(args.workers),
-        # the paper's sampling caps are the study's; the CPU config's are cheaper to calibrate with
-    ]
+    ] + (["--model.contrast.max_views", "2500", "--model.contrast.max_total", "10000"]  # the paper's caps
+         if setting == "mscs" else [])
 
 
 def read_curve(out: Path) -> dict[int, float]:
