@@ -45,6 +45,7 @@ ROOT = Path(__file__).resolve().parents[1]
 MODEL = "fpn_lite0"
 CONFIGS = {"ce": "fpn_lite0_ce.yaml", "mscs": "fpn_lite0_mscs.yaml"}
 LABELS = {"ce": "CE", "mscs": "CE + 0.1 MS+CS"}
+CALIBRATION_CKPT_EVERY = 99
 
 
 def calibration_args(args, setting: str, out: Path) -> list[str]:
@@ -60,7 +61,9 @@ def calibration_args(args, setting: str, out: Path) -> list[str]:
         "--trainer.num_sanity_val_steps", "0",
         "--trainer.enable_progress_bar", "false",
         "--trainer.logger", json.dumps(logger),
-        "--checkpoint.every_n_train_steps", "100",
+        # not a divisor of the val interval: a run killed during a val check resumes from a step before
+        # it and scores that val again (resuming from the val's own step would skip it)
+        "--checkpoint.every_n_train_steps", str(CALIBRATION_CKPT_EVERY),
         "--data.crop_size", json.dumps(args.crop),
         "--data.batch_size", str(args.batch),
         "--data.num_workers", str(args.workers),
@@ -68,42 +71,68 @@ def calibration_args(args, setting: str, out: Path) -> list[str]:
          if setting == "mscs" else [])
 
 
-def read_curve(out: Path) -> dict[int, float]:
-    """``{step: val mIoU (%)}`` from every CSVLogger version of a run (a resumed run writes a new one)."""
+def read_curve(out: Path, final: bool = True) -> dict[int, float]:
+    """``{step: val mIoU (%)}`` from every CSVLogger version of a run (a resumed run writes a new one).
+    ``final=False`` (the run is still writing): the last line of each file is left out, as it may
+    be half written."""
     points: dict[int, float] = {}
     for f in sorted(out.glob("csv/version_*/metrics.csv")):
         with open(f) as fh:
-            for row in csv.DictReader(fh):
-                v = row.get("val/mIoU")
-                if v not in (None, ""):
-                    # Lightning logs validation at global_step - 1: store the optimizer steps done
-                    points[int(row["step"]) + 1] = round(float(v) * 100, 2)
+            lines = fh.read().splitlines()
+        if not final:
+            lines = lines[:-1]
+        for row in csv.DictReader(lines):
+            v = row.get("val/mIoU")
+            if v not in (None, ""):
+                # Lightning logs validation at global_step - 1: store the optimizer steps done
+                points[int(row["step"]) + 1] = round(float(v) * 100, 2)
     return points
 
 
 def load_rows(path: Path) -> list[dict]:
+    """The JSON lines of ``path``; a half-written last line (a kill during an append) is ignored."""
     if not path.exists():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    lines = [line for line in path.read_text().splitlines() if line.strip()]
+    rows = []
+    for i, line in enumerate(lines):
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            if i != len(lines) - 1:
+                raise SystemExit(f"{path}: line {i + 1} is not JSON: {line[:80]!r}") from None
+            print(f"{path}: ignoring a half-written last line", file=sys.stderr)
+    return rows
+
+
+def schedule(args) -> dict:
+    """What makes two calibration runs the same run (besides setting and seed)."""
+    return {"schedule_steps": args.steps, "crop": list(args.crop), "batch": args.batch}
+
+
+def curve_rows(path: Path, args) -> list[dict]:
+    sched = schedule(args)
+    return [r for r in load_rows(path) if r.get("kind") == "calibration"
+            and all(r.get(k) == v for k, v in sched.items())]
 
 
 def record_curve(path: Path, setting: str, seed: int, points: dict[int, float], args) -> int:
     """Append the points not yet in ``path``; returns how many were new."""
-    have = {(r["setting"], r["seed"], r["step"]) for r in load_rows(path) if r.get("kind") == "calibration"}
+    have = {(r["setting"], r["seed"], r["step"]) for r in curve_rows(path, args)}
     new = [(s, m) for s, m in sorted(points.items()) if (setting, seed, s) not in have]
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a") as f:
         for step, miou in new:
             f.write(json.dumps({"kind": "calibration", "setting": setting, "model": MODEL, "seed": seed,
-                                "split": "val", "step": step, "miou": miou, "schedule_steps": args.steps,
-                                "crop": args.crop, "batch": args.batch}) + "\n")
+                                "split": "val", "step": step, "miou": miou, **schedule(args)}) + "\n")
     return len(new)
 
 
 def calibrate(args) -> None:
     path = Path(args.curve)
     for setting in args.settings:
-        out = Path(args.out) / "calibration" / setting / f"seed{args.seed}"
+        name = f"{setting}_{args.steps}steps_{args.crop[0]}x{args.crop[1]}_b{args.batch}"
+        out = Path(args.out) / "calibration" / name / f"seed{args.seed}"
         done = out / "done"
         if done.exists():
             print(f"{setting}: calibration run already finished ({out})")
@@ -119,10 +148,13 @@ def calibrate(args) -> None:
             proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
             while proc.poll() is None:  # record the curve as it grows
                 time.sleep(60)
-                record_curve(path, setting, args.seed, read_curve(out), args)
+                record_curve(path, setting, args.seed, read_curve(out, final=False), args)
         record_curve(path, setting, args.seed, read_curve(out), args)
         if proc.returncode != 0:
             raise SystemExit(f"{setting}: fit failed (exit {proc.returncode}), see {out / 'fit.log'}")
+        missing = sorted(set(range(args.val_every, args.steps + 1, args.val_every)) - set(read_curve(out)))
+        if missing:
+            print(f"{setting}: no val score at step(s) {missing} (see {out / 'fit.log'})", file=sys.stderr)
         done.write_text(f"{(time.time() - t0) / 60:.1f} min in the last start\n")
         print(f"[{time.strftime('%H:%M:%S')}] {setting}: done", flush=True)
 
@@ -136,7 +168,8 @@ TUNE_WEIGHTS = (0.1, 0.3, 1.0)
 TUNE_SEEDS = (0, 1, 2)
 STUDY_SEEDS = {"fpn_lite0": (0, 1, 2, 3, 4), "smp_unet_lite0": (0, 1, 2)}
 STUDY_LABELS = {"ce": "CE", "mscs": "CE + 0.1 MS+CS (the paper's defaults)",
-                "mscs_tuned": "CE + w MS+CS (w chosen on val)", "variant": "the peers' options study's winner"}
+                "mscs_tuned": "CE + w MS+CS (w chosen on the FPN's val runs)",
+                "variant": "the peers' options study's winner"}
 
 
 def run_name(kind: str, weight: float | None = None, variant: str | None = None) -> str:
@@ -155,39 +188,56 @@ def fit_and_score(args, model: str, run: str, seed: int, splits: Sequence[str], 
         return
     ce_cfg, mscs_cfg = RECIPES[model]
     cfg = ROOT / "configs" / "camvid" / (ce_cfg if run == "ce" else mscs_cfg)
+    if not cfg.is_file():
+        raise SystemExit(f"{cfg} does not exist: the converged recipe is committed once the calibration "
+                         "(--calibrate) has picked its schedule")
     out = Path(args.out) / model / run / f"seed{seed}"
     base = ["--config", str(cfg), "--data.root", str(args.data_root), "--seed_everything", str(seed),
             "--trainer.default_root_dir", str(out), "--trainer.limit_val_batches", "0",
             "--trainer.enable_progress_bar", "false", "--trainer.logger", "false",
             "--checkpoint.every_n_train_steps", "100", "--data.num_workers", str(args.workers), *extra]
     ckpt = out / "checkpoints" / "last.ckpt"
-    done = out / "fit_seconds"
+    done, starts = out / "fit_done", out / "fit_seconds"  # one line per start: its training time
     if not done.exists():
         out.mkdir(parents=True, exist_ok=True)
         print(f"[{time.strftime('%H:%M:%S')}] {model}/{run}/seed{seed}: training", flush=True)
         t0 = time.time()
         cmd = [sys.executable, "-m", "scalecontrast.cli", "fit", *base] + (["--ckpt_path", "last"] if ckpt.exists()
                                                                           else [])
-        with open(out / "fit.log", "a") as log:
-            subprocess.run(cmd, check=True, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
-        # the time of the last start (an interrupted run's earlier part is in its fit.log)
-        done.write_text(f"{time.time() - t0:.1f}\n")
-    steps = int(torch_load_step(ckpt))
+        try:
+            with open(out / "fit.log", "a") as log:
+                subprocess.run(cmd, check=True, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+        finally:
+            with open(starts, "a") as f:
+                f.write(f"{time.time() - t0:.1f}\n")
+        done.touch()
+    steps, max_steps = checkpoint_step(ckpt), recipe_steps(cfg)
+    if steps != max_steps:
+        raise SystemExit(f"{ckpt} is at step {steps}, the recipe ({cfg.name}) trains {max_steps}: remove {out} "
+                         "to train this run again")
+    fit_minutes = round(sum(float(x) for x in starts.read_text().split()) / 60, 1)
     for split in todo:
-        scores = score(base, ckpt, split)
+        # scored in a folder of its own, so the run's folder keeps the fit's config.yaml
+        scores = score([*base, "--trainer.default_root_dir", str(out / f"score_{split}")], ckpt, split)
         row = {"key": f"{model}/{run}/seed{seed}/{split}", "setting": setting, "run": run, "model": model,
                "seed": seed, "split": split, "miou": scores["miou"], "per_class": scores["per_class"],
                "pixel_acc": scores["pixel_acc"], "steps": steps,
-               "fit_minutes": round(float(done.read_text()) / 60, 1),
+               "fit_minutes": fit_minutes,
                "threads": int(os.environ.get("OMP_NUM_THREADS") or os.cpu_count() or 1)}
         append_row(path, results, row)
         print(f"[{time.strftime('%H:%M:%S')}] {row['key']}: mIoU {row['miou']:.2f}", flush=True)
 
 
-def torch_load_step(ckpt: Path) -> int:
+def checkpoint_step(ckpt: Path) -> int:
     import torch
 
     return int(torch.load(ckpt, map_location="cpu", weights_only=False)["global_step"])
+
+
+def recipe_steps(cfg: Path) -> int:
+    import yaml
+
+    return int(yaml.safe_load(cfg.read_text())["trainer"]["max_steps"])
 
 
 def score(base: list[str], ckpt: Path, split: str) -> dict:
@@ -277,6 +327,21 @@ def study(args) -> None:
                       "mscs_tuned")
 
 
+def run_label(run: str, rows: list[dict], w: float | None) -> str:
+    settings = {r["setting"] for r in rows if r["run"] == run}
+    names = [STUDY_LABELS[s] for s in STUDY_LABELS if s in settings]
+    if w is not None and run == run_name("mscs", w) and "mscs_tuned" not in settings:
+        names.append(STUDY_LABELS["mscs_tuned"])
+    if not names:  # a tuning run on val
+        names = [f"CE + {run.removeprefix('mscs_w')} MS+CS" if run.startswith("mscs_w") else run]
+    label = " = ".join(names)
+    if any("w chosen" in n for n in names):
+        label += f", w = {w:g}"
+    if "variant" in settings:
+        label += f" ({run})"
+    return label
+
+
 def study_report(path: Path) -> str:
     from camvid_ablation import paired_by_seed
 
@@ -288,27 +353,26 @@ def study_report(path: Path) -> str:
             rows = [r for r in results.values() if r["model"] == model and r["split"] == split]
             if not rows:
                 continue
-            by_setting: dict[str, dict[int, float]] = {}
+            # by trained configuration: with w = 0.1 chosen, mscs and mscs_tuned are the same runs
+            by_run: dict[str, dict[int, float]] = {}
             for r in rows:
-                by_setting.setdefault(r["setting"], {})[r["seed"]] = r["miou"]
+                by_run.setdefault(r["run"], {})[r["seed"]] = r["miou"]
             lines += [f"### {model}, {split} mIoU (%)", "",
                       "| setting | runs | mean ± std | seeds | vs CE, paired by seed |", "|---|---|---|---|---|"]
-            ce = by_setting.get("ce", {})
-            for setting, vals in by_setting.items():
+            ce = by_run.get("ce", {})
+            for run, vals in by_run.items():
                 v = [vals[k] for k in sorted(vals)]
                 std = f"{statistics.stdev(v):.2f}" if len(v) > 1 else "-"
                 seeds = ", ".join(f"{k}: {vals[k]:.2f}" for k in sorted(vals))
-                paired = "-" if setting == "ce" else paired_by_seed(vals, ce)
-                label = STUDY_LABELS.get(setting, setting)
-                if setting == "mscs_tuned" and w is not None:
-                    label += f", w = {w:g}"
-                lines.append(f"| {label} | {len(v)} | {statistics.mean(v):.2f} ± {std} | {seeds} | {paired} |")
+                paired = "-" if run == "ce" else paired_by_seed(vals, ce)
+                lines.append(f"| {run_label(run, rows, w)} | {len(v)} | {statistics.mean(v):.2f} ± {std} | {seeds} "
+                             f"| {paired} |")
             lines.append("")
     return "\n".join(lines)
 
 
-def report(path: Path) -> str:
-    rows = [r for r in load_rows(path) if r.get("kind") == "calibration"]
+def report(path: Path, args) -> str:
+    rows = [r for r in curve_rows(path, args) if r["seed"] == args.seed]
     settings = sorted({r["setting"] for r in rows}, key=list(CONFIGS).index)
     steps = sorted({r["step"] for r in rows})
     by = {(r["setting"], r["step"]): r["miou"] for r in rows}
@@ -320,18 +384,19 @@ def report(path: Path) -> str:
     return "\n".join(lines)
 
 
-def figure(path: Path, dest: Path) -> None:
+def figure(path: Path, dest: Path, args) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows = [r for r in load_rows(path) if r.get("kind") == "calibration"]
+    rows = [r for r in curve_rows(path, args) if r["seed"] == args.seed]
     fig, ax = plt.subplots(figsize=(6, 4))
     for s in sorted({r["setting"] for r in rows}, key=list(CONFIGS).index):
         pts = sorted((r["step"], r["miou"]) for r in rows if r["setting"] == s)
         ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=LABELS[s])
-    ax.set_xlabel("training step (batch 8)")
+    ax.set_xlabel(f"training step (batch {args.batch}, {args.crop[0]}x{args.crop[1]} crops, "
+                  f"poly schedule over {args.steps})")
     ax.set_ylabel("val mIoU (%)")
     ax.set_title("CamVid val, FPN + EfficientNet-Lite0 (calibration)")
     ax.grid(alpha=0.3)
@@ -370,11 +435,11 @@ def main() -> None:
     if args.study:
         study(args)
     if args.report or not (args.calibrate or args.tune or args.study):
-        print(report(Path(args.curve)))
+        print(report(Path(args.curve), args))
         print()
         print(study_report(Path(args.results)))
     if args.figure:
-        figure(Path(args.curve), Path(args.figure))
+        figure(Path(args.curve), Path(args.figure), args)
 
 
 if __name__ == "__main__":

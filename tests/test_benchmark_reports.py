@@ -180,3 +180,19 @@ def test_converged_report_pairs_by_seed_and_keeps_models_and_splits_apart(tmp_pa
     assert "| CE | 3 | 51.00 ± 1.00 | 0: 50.00, 1: 51.00, 2: 52.00 | - |" in fpn
     assert "+1.10 ± 0.10, better on 3/3" in fpn
     assert "10.00" not in fpn and "### smp_unet_lite0, test mIoU (%)" in text
+
+
+def test_converged_report_names_the_default_as_tuned_when_w_01_is_chosen(tmp_path):
+    import json
+
+    import camvid_converged as conv
+
+    rows = [_converged_row("fpn_lite0", conv.run_name("mscs", w), f"tune_w{w:g}", s, "val", m + s)
+            for w, m in ((0.1, 53.0), (0.3, 52.0), (1.0, 51.0)) for s in conv.TUNE_SEEDS]
+    rows += [_converged_row("fpn_lite0", "mscs_w0.1", "mscs", s, "test", 51.0 + s) for s in (0, 1)]
+    path = tmp_path / "r.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows) + '{"key": "half-writ')  # a kill mid-append
+    text = conv.study_report(path)
+    assert "| CE + 0.1 MS+CS (the paper's defaults) = CE + w MS+CS (w chosen on the FPN's val runs), w = 0.1 | 2 |" \
+        in text
+    assert "| CE + 0.3 MS+CS | 3 | 53.00 ± 1.00 |" in text  # a tuning run, on val

@@ -51,11 +51,24 @@ def test_errors_name_the_key_and_file(tmp_path):
     torch.save({k: torch.zeros(1) for k in net.encoder.model.state_dict()}, wrong)
     with pytest.raises(RuntimeError, match="wrong.pth does not fit encoder.model"):
         load_weights(net, {"encoder.model": str(wrong)})
+    corrupt = tmp_path / "corrupt.pth"
+    corrupt.write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError, match=r"init_weights\['encoder.model'\]: cannot read weights from .*corrupt.pth"):
+        load_weights(net, {"encoder.model": str(corrupt)})
 
 
-def test_module_loads_them():
+def test_module_loads_them(tmp_path):
     taps = ["decoder.blocks.2", "decoder.blocks.1", "decoder.blocks.0", "encoder.model.blocks.6"]
     module = SegmentationModule(model=unet(), taps=taps, init_weights={"encoder.model": "lite0"})
     assert torch.equal(module.model.model.encoder.model.conv_stem.weight, lite0_state_dict()["conv_stem.weight"])
     assert module.hparams["init_weights"] == {"encoder.model": "lite0"}
     assert module.model.feature_channels == [64, 128, 256, 320]
+
+
+def test_a_path_is_kept_as_a_string(tmp_path):
+    from scalecontrast.models.weights import lite0_checkpoint_path
+
+    src = tmp_path / "lite0.pth"
+    src.write_bytes(open(lite0_checkpoint_path(), "rb").read())
+    module = SegmentationModule(model=unet(), taps=["decoder.blocks.2"], init_weights={"encoder.model": src})
+    assert module.hparams["init_weights"] == {"encoder.model": str(src)}  # loadable with weights_only=True

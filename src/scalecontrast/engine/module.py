@@ -101,7 +101,10 @@ class SegmentationModule(L.LightningModule):
             submodule named as in the given model (``""``: all of it) and the source a checkpoint file
             or ``"lite0"`` (the offline EfficientNet-Lite0 ImageNet weights), e.g.
             ``{"encoder.model": "lite0"}`` for smp's ``Unet("tu-tf_efficientnet_lite0")``; see
-            :func:`scalecontrast.models.load_weights`. Not applied again when a checkpoint is loaded.
+            :func:`scalecontrast.models.load_weights`. ``load_module`` and the commands that evaluate a
+            checkpoint do not load them again; resuming ``fit`` does, before the checkpoint replaces
+            them (so ``--ckpt_path last`` on a folder without checkpoints starts from them too), and so
+            does Lightning's ``load_from_checkpoint`` unless given ``init_weights=None``.
         num_classes: K; default: the data's (or, with ``model``, the model's).
         contrast: the contrastive options (:class:`~scalecontrast.engine.options.ContrastOptions`:
             ``weight``, ``warmup_steps``, ``embed_dim`` and the options of
@@ -184,6 +187,8 @@ class SegmentationModule(L.LightningModule):
         if init_weights:
             from scalecontrast.models import WrappedModel, load_weights
 
+            init_weights = {str(k): str(v) for k, v in init_weights.items()}  # paths: plain strings in checkpoints
+            self.hparams["init_weights"] = init_weights
             load_weights(self.model.model if isinstance(self.model, WrappedModel) else self.model, init_weights)
         if num_classes is None:
             num_classes = self.model.num_classes

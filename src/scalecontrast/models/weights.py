@@ -120,8 +120,15 @@ def load_weights(model: nn.Module, sources: Mapping[str, str | os.PathLike]) -> 
             names = [n for n, _ in model.named_modules() if n]
             raise ValueError(f"init_weights: no submodule named {name!r} in {type(model).__name__}; its "
                              f"submodules include {names[:12]}{' ...' if len(names) > 12 else ''}") from None
+        where = f"init_weights[{name!r}]"
         try:
-            load_backbone_weights(target, weights_from(source))
+            state = weights_from(source)
+        except FileNotFoundError as e:
+            raise FileNotFoundError(f"{where}: {e}") from None
+        except Exception as e:  # a corrupt file, a Lite0-named file of the wrong size ...
+            raise ValueError(f"{where}: cannot read weights from {source}: {type(e).__name__}: {e}") from e
+        try:
+            load_backbone_weights(target, state)
         except (KeyError, RuntimeError) as e:
-            raise type(e)(f"init_weights: {source} does not fit {name or 'the model'} "
-                           f"({type(target).__name__}): {e.args[0]}") from None
+            raise type(e)(f"{where}: {source} does not fit {name or 'the model'} "
+                          f"({type(target).__name__}): {e.args[0]}") from None
