@@ -427,6 +427,7 @@ def main() -> None:
                    help="the peers' options study's results (its val winner joins the study)")
     p.add_argument("--report", action="store_true", help="print the tables")
     p.add_argument("--figure", default=None, help="draw the calibration curve into this PNG")
+    p.add_argument("--docs", default=None, help="also write the tables into this Markdown file (between markers)")
     args = p.parse_args()
     if args.calibrate:
         calibrate(args)
@@ -435,9 +436,16 @@ def main() -> None:
     if args.study:
         study(args)
     if args.report or not (args.calibrate or args.tune or args.study):
-        print(report(Path(args.curve), args))
+        calibration, study_text = report(Path(args.curve), args), study_report(Path(args.results))
+        print(calibration)
         print()
-        print(study_report(Path(args.results)))
+        print(study_text)
+        if args.docs:
+            from camvid_ablation import write_block
+
+            write_block(Path(args.docs), "CALIBRATION", calibration)
+            if study_text.strip():
+                write_block(Path(args.docs), "CONVERGED", study_text)
     if args.figure:
         figure(Path(args.curve), Path(args.figure), args)
 
