@@ -407,6 +407,50 @@ def figure(path: Path, dest: Path, args) -> None:
     print(f"wrote {dest}")
 
 
+def per_class_gains(path: Path, model: str = "fpn_lite0") -> dict[str, dict[str, float]]:
+    """``{setting label: {class: mean over shared seeds of (IoU - CE's IoU)}}`` on test."""
+    results = load_keyed(path)
+    rows = [r for r in results.values() if r["model"] == model and r["split"] == "test"]
+    w = tuned_weight(results)
+    ce = {r["seed"]: r["per_class"] for r in rows if r["run"] == "ce"}
+    gains: dict[str, dict[str, float]] = {}
+    for run in sorted({r["run"] for r in rows} - {"ce"}):
+        mine = {r["seed"]: r["per_class"] for r in rows if r["run"] == run}
+        seeds = sorted(set(mine) & set(ce))
+        if not seeds:
+            continue
+        classes = list(ce[seeds[0]])
+        gains[run_label(run, rows, w)] = {c: statistics.mean(mine[s][c] - ce[s][c] for s in seeds) for c in classes}
+    return gains
+
+
+def gains_figure(path: Path, dest: Path, model: str = "fpn_lite0") -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    gains = per_class_gains(path, model)
+    if not gains:
+        print(f"no paired test runs of {model} yet: no per-class figure")
+        return
+    classes = list(next(iter(gains.values())))
+    fig, ax = plt.subplots(figsize=(8, 4))
+    width = 0.8 / len(gains)
+    for i, (label, g) in enumerate(gains.items()):
+        ax.bar([k + i * width for k in range(len(classes))], [g[c] for c in classes], width, label=label)
+    ax.axhline(0, color="black", linewidth=0.8)
+    ax.set_xticks([k + 0.4 - width / 2 for k in range(len(classes))], classes, rotation=45, ha="right")
+    ax.set_ylabel("test IoU minus CE's (points, mean over seeds)")
+    ax.set_title(f"CamVid test, {model}: per-class change against CE, paired by seed")
+    ax.legend(fontsize=7)
+    ax.grid(axis="y", alpha=0.3)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(dest, dpi=120)
+    print(f"wrote {dest}")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data-root", default=os.environ.get("SCALECONTRAST_CAMVID", "../shared/data/camvid"))
@@ -427,6 +471,7 @@ def main() -> None:
                    help="the peers' options study's results (its val winner joins the study)")
     p.add_argument("--report", action="store_true", help="print the tables")
     p.add_argument("--figure", default=None, help="draw the calibration curve into this PNG")
+    p.add_argument("--gains-figure", default=None, help="draw the per-class test gains over CE into this PNG")
     p.add_argument("--docs", default=None, help="also write the tables into this Markdown file (between markers)")
     args = p.parse_args()
     if args.calibrate:
@@ -448,6 +493,8 @@ def main() -> None:
                 write_block(Path(args.docs), "CONVERGED", study_text)
     if args.figure:
         figure(Path(args.curve), Path(args.figure), args)
+    if args.gains_figure:
+        gains_figure(Path(args.results), Path(args.gains_figure))
 
 
 if __name__ == "__main__":

@@ -196,3 +196,27 @@ def test_converged_report_names_the_default_as_tuned_when_w_01_is_chosen(tmp_pat
     assert "| CE + 0.1 MS+CS (the paper's defaults) = CE + w MS+CS (w chosen on the FPN's val runs), w = 0.1 | 2 |" \
         in text
     assert "| CE + 0.3 MS+CS | 3 | 53.00 ± 1.00 |" in text  # a tuning run, on val
+
+
+def test_converged_per_class_gains_pair_by_seed(tmp_path):
+    import json
+
+    import camvid_converged as conv
+
+    rows = []
+    for s, (sky, road) in enumerate(((80.0, 90.0), (81.0, 91.0))):
+        ce = _converged_row("fpn_lite0", "ce", "ce", s, "test", 50.0)
+        ce["per_class"] = {"Sky": sky, "Road": road}
+        ms = _converged_row("fpn_lite0", "mscs_w0.1", "mscs", s, "test", 51.0)
+        ms["per_class"] = {"Sky": sky + 1 + s, "Road": road - 2}
+        rows += [ce, ms]
+    extra = _converged_row("fpn_lite0", "mscs_w0.1", "mscs", 7, "test", 60.0)  # no CE partner: left out
+    extra["per_class"] = {"Sky": 0.0, "Road": 0.0}
+    path = tmp_path / "r.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows + [extra]))
+    gains = conv.per_class_gains(path)
+    (label, g), = gains.items()
+    assert label.startswith("CE + 0.1 MS+CS")
+    assert g == {"Sky": 1.5, "Road": -2.0}
+    conv.gains_figure(path, tmp_path / "g.png")
+    assert (tmp_path / "g.png").stat().st_size > 1000
