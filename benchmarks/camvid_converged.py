@@ -40,6 +40,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from camvid_ablation import append_result  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = "fpn_lite0"
@@ -224,7 +225,7 @@ def fit_and_score(args, model: str, run: str, seed: int, splits: Sequence[str], 
                "pixel_acc": scores["pixel_acc"], "steps": steps,
                "fit_minutes": fit_minutes,
                "threads": int(os.environ.get("OMP_NUM_THREADS") or os.cpu_count() or 1)}
-        append_row(path, results, row)
+        append_result(path, results, row)
         print(f"[{time.strftime('%H:%M:%S')}] {row['key']}: mIoU {row['miou']:.2f}", flush=True)
 
 
@@ -252,13 +253,6 @@ def score(base: list[str], ckpt: Path, split: str) -> dict:
 
 def load_keyed(path: Path) -> dict[str, dict]:
     return {r["key"]: r for r in load_rows(path) if "key" in r}
-
-
-def append_row(path: Path, results: dict[str, dict], row: dict) -> None:
-    results[row["key"]] = row
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a") as f:
-        f.write(json.dumps(row) + "\n")
 
 
 def weight_args(weight: float) -> list[str]:
