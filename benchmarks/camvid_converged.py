@@ -12,6 +12,15 @@ script starts again; an interrupted run resumes exactly from its ``last.ckpt``):
    Rows of ``--results`` (``docs/results/camvid_converged.jsonl``): ``setting``, ``model``,
    ``seed``, ``split``, ``miou``, ``per_class``, ``steps``, ``fit_minutes``.
 
+``--tune`` and ``--study`` share one queue of runs: start the same command twice (one thread each
+gets the most done on two cores) and the two workers split it, each run claimed by a lock file; the
+study's runs that need the tuned weight wait until the last tuning run has its val score.
+
+    OMP_NUM_THREADS=1 python benchmarks/camvid_converged.py --tune --study > w1.log 2>&1 &
+    OMP_NUM_THREADS=1 python benchmarks/camvid_converged.py --tune --study > w2.log 2>&1 &
+    python benchmarks/camvid_converged.py --report --docs docs/results.md \
+        --gains-figure docs/results/camvid_converged_gains.png
+
 Calibration:
 
 ``--calibrate`` trains FPN + EfficientNet-Lite0 (offline ImageNet weights) on ``train`` for a long
@@ -32,11 +41,13 @@ import argparse
 import csv
 import json
 import os
+import signal
 import statistics
 import subprocess
 import sys
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -147,9 +158,14 @@ def calibrate(args) -> None:
         t0 = time.time()
         with open(out / "fit.log", "a") as log:
             proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
-            while proc.poll() is None:  # record the curve as it grows
-                time.sleep(60)
-                record_curve(path, setting, args.seed, read_curve(out, final=False), args)
+            try:
+                while proc.poll() is None:  # record the curve as it grows
+                    time.sleep(60)
+                    record_curve(path, setting, args.seed, read_curve(out, final=False), args)
+            except BaseException:  # killed: stop the fit too (it resumes exactly from its last.ckpt)
+                proc.kill()
+                proc.wait()
+                raise
         record_curve(path, setting, args.seed, read_curve(out), args)
         if proc.returncode != 0:
             raise SystemExit(f"{setting}: fit failed (exit {proc.returncode}), see {out / 'fit.log'}")
@@ -201,6 +217,8 @@ def fit_and_score(args, model: str, run: str, seed: int, splits: Sequence[str], 
     done, starts = out / "fit_done", out / "fit_seconds"  # one line per start: its training time
     if not done.exists():
         out.mkdir(parents=True, exist_ok=True)
+        if not ckpt.exists():  # a start killed before its first checkpoint: its time bought nothing
+            starts.unlink(missing_ok=True)
         print(f"[{time.strftime('%H:%M:%S')}] {model}/{run}/seed{seed}: training", flush=True)
         t0 = time.time()
         cmd = [sys.executable, "-m", "scalecontrast.cli", "fit", *base] + (["--ckpt_path", "last"] if ckpt.exists()
@@ -287,38 +305,100 @@ def variant_winner(path: Path) -> str | None:
     return None if best == "mscs" else best
 
 
-def tune(args) -> None:
-    path = Path(args.results)
-    results = load_keyed(path)
-    for seed in TUNE_SEEDS:
-        fit_and_score(args, "fpn_lite0", "ce", seed, ["val"], [], results, path, "ce")
-        for w in TUNE_WEIGHTS:
-            fit_and_score(args, "fpn_lite0", run_name("mscs", w), seed, ["val"], weight_args(w), results, path,
-                          f"tune_w{w:g}")
-    print(f"chosen weight on val: {tuned_weight(results)}")
+@dataclass(frozen=True)
+class Job:
+    """One trained configuration of one seed, and the splits its final model is scored on."""
+
+    model: str
+    run: str
+    seed: int
+    splits: tuple[str, ...]
+    extra: tuple[str, ...]
+    setting: str
+
+    def finished(self, results: dict[str, dict]) -> bool:
+        return all(f"{self.model}/{self.run}/seed{self.seed}/{sp}" in results for sp in self.splits)
 
 
-def study(args) -> None:
+def plan(phases: Sequence[str], results: dict[str, dict], winner: str | None) -> tuple[list[Job], bool]:
+    """The jobs of ``phases`` (``"tune"``, ``"study"``) in the order they are taken, and whether some
+    study jobs are left out because they need the tuned weight, which is not chosen yet."""
     from camvid_variants import VARIANTS
 
+    jobs, waiting = [], False
+    if "tune" in phases:
+        for seed in TUNE_SEEDS:
+            jobs.append(Job("fpn_lite0", "ce", seed, ("val",), (), "ce"))
+            jobs += [Job("fpn_lite0", run_name("mscs", w), seed, ("val",), tuple(weight_args(w)), f"tune_w{w:g}")
+                     for w in TUNE_WEIGHTS]
+    if "study" in phases:
+        w = tuned_weight(results)
+        waiting = w is None
+        for seed in STUDY_SEEDS["fpn_lite0"]:
+            jobs.append(Job("fpn_lite0", "ce", seed, ("test",), (), "ce"))
+            jobs.append(Job("fpn_lite0", run_name("mscs", 0.1), seed, ("test",), tuple(weight_args(0.1)), "mscs"))
+            if w is not None:
+                jobs.append(Job("fpn_lite0", run_name("mscs", w), seed, ("test",), tuple(weight_args(w)),
+                                "mscs_tuned"))
+            if winner:
+                jobs.append(Job("fpn_lite0", run_name("mscs", 0.1, winner), seed, ("test",),
+                                tuple(weight_args(0.1) + VARIANTS[winner][0]), "variant"))
+        for seed in STUDY_SEEDS["smp_unet_lite0"]:
+            jobs.append(Job("smp_unet_lite0", "ce", seed, ("test",), (), "ce"))
+            if w is not None:
+                jobs.append(Job("smp_unet_lite0", run_name("mscs", w), seed, ("test",), tuple(weight_args(w)),
+                                "mscs_tuned"))
+    return jobs, waiting
+
+
+def claim(args, job: Job):
+    """The job's claim (a ``RunFolderLock``), or ``None`` when another worker holds it. Several workers
+    (``--tune --study`` started more than once) share the queue this way."""
+    from scalecontrast.engine.callbacks import RunFolderLock, RunFolderLockedError
+
+    lock = RunFolderLock(Path(args.out) / job.model / job.run / f"seed{job.seed}" / "claim")
+    try:
+        lock.acquire()
+    except RunFolderLockedError:
+        return None
+    return lock
+
+
+def work(args, phases: Sequence[str], poll: float = 60.0) -> None:
+    """Take the unfinished, unclaimed jobs of ``phases`` one at a time until none is left; wait while the
+    rest run in other workers or need the tuned weight."""
     path = Path(args.results)
-    results = load_keyed(path)
-    w = tuned_weight(results)
-    if w is None:
-        raise SystemExit("the tuned weight is not chosen yet: run --tune first (every tuning run scored on val)")
-    winner = variant_winner(Path(args.variants))
-    print(f"mscs_tuned: weight {w:g} (chosen on val); variant: {winner or 'none (MS+CS won its val study)'}")
-    for seed in STUDY_SEEDS["fpn_lite0"]:
-        plan = [("ce", "ce", []), ("mscs", run_name("mscs", 0.1), weight_args(0.1)),
-                ("mscs_tuned", run_name("mscs", w), weight_args(w))]
-        if winner:
-            plan.append(("variant", run_name("mscs", 0.1, winner), weight_args(0.1) + VARIANTS[winner][0]))
-        for setting, run, extra in plan:
-            fit_and_score(args, "fpn_lite0", run, seed, ["test"], extra, results, path, setting)
-    for seed in STUDY_SEEDS["smp_unet_lite0"]:
-        fit_and_score(args, "smp_unet_lite0", "ce", seed, ["test"], [], results, path, "ce")
-        fit_and_score(args, "smp_unet_lite0", run_name("mscs", w), seed, ["test"], weight_args(w), results, path,
-                      "mscs_tuned")
+    winner = variant_winner(Path(args.variants)) if "study" in phases else None
+    if "study" in phases:
+        print(f"variant: {winner or 'none (MS+CS won its val study)'}", flush=True)
+    said = None
+    while True:
+        results = load_keyed(path)
+        jobs, waiting = plan(phases, results, winner)
+        todo = [j for j in jobs if not j.finished(results)]
+        if not todo and not waiting:
+            break
+        for job in todo:
+            lock = claim(args, job)
+            if lock is None:
+                continue
+            try:
+                results = load_keyed(path)  # another worker may have finished it since
+                if not job.finished(results):
+                    fit_and_score(args, job.model, job.run, job.seed, job.splits, job.extra, results, path,
+                                  job.setting)
+            finally:
+                lock.release()
+            break
+        else:
+            msg = (f"{len(todo)} job(s) running in another worker"
+                   + (", and the tuned weight waits for the tuning runs" if waiting else ""))
+            if msg != said:
+                print(f"[{time.strftime('%H:%M:%S')}] waiting: {msg}", flush=True)
+                said = msg
+            time.sleep(poll)
+    w = tuned_weight(load_keyed(path))
+    print(f"done; weight chosen on val: {w if w is None else f'{w:g}'}", flush=True)
 
 
 def run_label(run: str, rows: list[dict], w: float | None) -> str:
@@ -468,12 +548,14 @@ def main() -> None:
     p.add_argument("--gains-figure", default=None, help="draw the per-class test gains over CE into this PNG")
     p.add_argument("--docs", default=None, help="also write the tables into this Markdown file (between markers)")
     args = p.parse_args()
+    # a plain kill (SIGTERM) unwinds like Ctrl-C: the fit is stopped with it (it resumes exactly) and the
+    # time it trained is kept in fit_minutes
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     if args.calibrate:
         calibrate(args)
-    if args.tune:
-        tune(args)
-    if args.study:
-        study(args)
+    phases = [name for name, on in (("tune", args.tune), ("study", args.study)) if on]
+    if phases:
+        work(args, phases)
     if args.report or not (args.calibrate or args.tune or args.study):
         calibration, study_text = report(Path(args.curve), args), study_report(Path(args.results))
         print(calibration)

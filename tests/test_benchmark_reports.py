@@ -144,6 +144,96 @@ def test_converged_weight_is_chosen_on_val_only_once_every_tuning_run_is_scored(
     assert conv.run_name("mscs", 0.1, "hard_0.5") == "hard_0.5_w0.1"
 
 
+def _tuned_rows(conv, best: float) -> dict[str, dict]:
+    rows = {}
+    for w in conv.TUNE_WEIGHTS:
+        for s in conv.TUNE_SEEDS:
+            r = _converged_row("fpn_lite0", conv.run_name("mscs", w), f"tune_w{w:g}", s, "val",
+                               60.0 + (w == best))
+            rows[r["key"]] = r
+    return rows
+
+
+def test_converged_plan_holds_back_the_tuned_runs_until_the_weight_is_chosen():
+    import camvid_converged as conv
+
+    jobs, waiting = conv.plan(["tune", "study"], {}, None)
+    assert waiting
+    tune = [j for j in jobs if j.splits == ("val",)]
+    assert len(tune) == len(conv.TUNE_SEEDS) * (1 + len(conv.TUNE_WEIGHTS))
+    assert jobs[: len(tune)] == tune  # the tuning runs come first: they unblock the rest
+    assert {j.setting for j in jobs if j.splits == ("test",)} == {"ce", "mscs"}  # nothing that needs w yet
+    assert {j.model for j in jobs if j.splits == ("test",)} == {"fpn_lite0", "smp_unet_lite0"}
+
+    jobs, waiting = conv.plan(["study"], _tuned_rows(conv, best=0.3), "hard_0.5")
+    assert not waiting
+    tuned = [j for j in jobs if j.setting == "mscs_tuned"]
+    assert {(j.model, j.run) for j in tuned} == {("fpn_lite0", "mscs_w0.3"), ("smp_unet_lite0", "mscs_w0.3")}
+    assert len(tuned) == len(conv.STUDY_SEEDS["fpn_lite0"]) + len(conv.STUDY_SEEDS["smp_unet_lite0"])
+    assert all(j.extra == ("--model.contrast.weight", "0.3") for j in tuned)
+    variant = [j for j in jobs if j.setting == "variant"]
+    assert len(variant) == 5 and variant[0].run == "hard_0.5_w0.1" and "--model.contrast.hard_fraction" in \
+        " ".join(variant[0].extra)
+
+
+def test_converged_workers_share_the_queue(tmp_path, monkeypatch):
+    """Two workers never train one run at once; a claim left by a dead worker is taken over; a worker
+    waits for the tuned weight and then trains the runs that need it."""
+    import argparse
+    import json
+    import os
+
+    import camvid_converged as conv
+
+    args = argparse.Namespace(out=str(tmp_path / "runs"), results=str(tmp_path / "res.jsonl"),
+                              variants=str(tmp_path / "none.jsonl"))
+    job = conv.Job("fpn_lite0", "ce", 0, ("val",), (), "ce")
+    first = conv.claim(args, job)
+    assert first is not None and conv.claim(args, job) is None  # held (by this live process)
+    first.release()
+    lock = tmp_path / "runs" / "fpn_lite0" / "ce" / "seed0" / ".claim.lock"
+    import socket
+    lock.write_text(f"{socket.gethostname()} 999999999\n")  # a worker that is gone
+    again = conv.claim(args, job)
+    assert again is not None
+    again.release()
+
+    # the loop: every tuning run but one is finished, and that one is claimed by "another worker"
+    rows = _tuned_rows(conv, best=1.0)
+    ce = {f"fpn_lite0/ce/seed{s}/val": _converged_row("fpn_lite0", "ce", "ce", s, "val", 55.0)
+          for s in conv.TUNE_SEEDS}
+    rows.update(ce)
+    held = rows.pop("fpn_lite0/mscs_w1/seed2/val")
+    path = tmp_path / "res.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows.values()))
+    other = conv.claim(args, conv.Job("fpn_lite0", "mscs_w1", 2, ("val",), (), "tune_w1"))
+    trained = []
+
+    def fake_fit(args, model, run, seed, splits, extra, results, path, setting):
+        trained.append((model, run, seed, splits, setting))
+        for sp in splits:
+            conv.append_result(path, results, _converged_row(model, run, setting, seed, sp, 1.0))
+
+    sleeps = []
+
+    def fake_sleep(seconds):  # the other worker finishes its run while this one waits
+        sleeps.append(seconds)
+        if other.held:
+            conv.append_result(path, {}, held)
+            other.release()
+
+    monkeypatch.setattr(conv, "fit_and_score", fake_fit)
+    monkeypatch.setattr(conv.time, "sleep", fake_sleep)
+    conv.work(args, ["tune", "study"], poll=0.01)
+    assert sleeps  # it waited for the weight
+    assert ("fpn_lite0", "mscs_w1", 2, ("val",), "tune_w1") not in trained  # never trained twice
+    assert {t[4] for t in trained} == {"ce", "mscs", "mscs_tuned"}
+    tuned = [t for t in trained if t[4] == "mscs_tuned"]
+    assert {t[1] for t in tuned} == {"mscs_w1"} and len(tuned) == 8
+    assert not list((tmp_path / "runs").rglob(".claim.lock"))  # every claim released
+    assert os.path.exists(path)
+
+
 def test_converged_variant_winner_needs_three_val_seeds_and_to_beat_mscs(tmp_path):
     import json
 
