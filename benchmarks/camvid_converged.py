@@ -466,9 +466,15 @@ def figure(path: Path, dest: Path, args) -> None:
 
     rows = [r for r in curve_rows(path, args) if r["seed"] == args.seed]
     fig, ax = plt.subplots(figsize=(6, 4))
-    for s in sorted({r["setting"] for r in rows}, key=list(CONFIGS).index):
+    ends = recipe_endpoints(Path(args.results))
+    for i, s in enumerate(sorted({r["setting"] for r in rows} | set(ends), key=list(CONFIGS).index)):
         pts = sorted((r["step"], r["miou"]) for r in rows if r["setting"] == s)
-        ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=LABELS[s])
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", color=f"C{i}", label=LABELS[s])
+        if s in ends:  # the converged recipe's own runs: their final models, mean ± std over seeds
+            step, vals = ends[s]
+            ax.errorbar([step], [statistics.mean(vals)], yerr=[statistics.stdev(vals) if len(vals) > 1 else 0],
+                        fmt="s", color=f"C{i}", markersize=8, capsize=4, markerfacecolor="none",
+                        label=f"{LABELS[s]}: the {step}-step recipe, final ({len(vals)} seeds)")
     ax.set_xlabel(f"training step (batch {args.batch}, {args.crop[0]}x{args.crop[1]} crops, "
                   f"poly schedule over {args.steps})")
     ax.set_ylabel("val mIoU (%)")
@@ -479,6 +485,19 @@ def figure(path: Path, dest: Path, args) -> None:
     fig.tight_layout()
     fig.savefig(dest, dpi=120)
     print(f"wrote {dest}")
+
+
+def recipe_endpoints(path: Path) -> dict[str, tuple[int, list[float]]]:
+    """``{calibration setting: (steps, [val mIoU of each seed])}`` of the converged recipe's FPN runs
+    scored on val (the tuning runs), for the calibration figure."""
+    results = load_keyed(path)
+    ends: dict[str, tuple[int, list[float]]] = {}
+    for setting, run in (("ce", "ce"), ("mscs", run_name("mscs", 0.1))):
+        rows = sorted((r for r in results.values() if r["model"] == MODEL and r["run"] == run
+                       and r["split"] == "val"), key=lambda r: r["seed"])
+        if rows:
+            ends[setting] = (rows[0]["steps"], [r["miou"] for r in rows])
+    return ends
 
 
 def per_class_gains(path: Path, model: str = "fpn_lite0") -> dict[str, dict[str, float]]:

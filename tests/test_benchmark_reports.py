@@ -310,3 +310,23 @@ def test_converged_per_class_gains_pair_by_seed(tmp_path):
     assert g == {"Sky": 1.5, "Road": -2.0}
     conv.gains_figure(path, tmp_path / "g.png")
     assert (tmp_path / "g.png").stat().st_size > 1000
+
+
+def test_converged_calibration_figure_marks_the_recipes_final_val_runs(tmp_path):
+    import argparse
+    import json
+
+    import camvid_converged as conv
+
+    args = argparse.Namespace(seed=0, steps=3000, crop=[256, 256], batch=8, results=str(tmp_path / "r.jsonl"))
+    curve = tmp_path / "curve.jsonl"
+    conv.record_curve(curve, "ce", 0, {250: 50.0, 500: 55.0}, args)
+    assert conv.record_curve(curve, "ce", 0, {250: 50.0, 500: 55.0, 750: 60.0}, args) == 1  # only the new point
+    rows = [_converged_row("fpn_lite0", "ce", "ce", s, "val", 60.0 + s) for s in (1, 0)]
+    rows += [_converged_row("fpn_lite0", "mscs_w0.3", "tune_w0.3", 0, "val", 70.0),  # not the 0.1 twin
+             _converged_row("fpn_lite0", "ce", "ce", 0, "test", 1.0),  # not val
+             _converged_row("smp_unet_lite0", "ce", "ce", 0, "val", 2.0)]  # not the FPN
+    (tmp_path / "r.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert conv.recipe_endpoints(tmp_path / "r.jsonl") == {"ce": (10, [60.0, 61.0])}
+    conv.figure(curve, tmp_path / "c.png", args)
+    assert (tmp_path / "c.png").stat().st_size > 1000
