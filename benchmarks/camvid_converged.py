@@ -197,9 +197,10 @@ def run_name(kind: str, weight: float | None = None, variant: str | None = None)
 
 
 def fit_and_score(args, model: str, run: str, seed: int, splits: Sequence[str], extra: Sequence[str],
-                  results: dict[str, dict], path: Path, setting: str) -> None:
+                  results: dict[str, dict], path: Path, setting: str, keep_fds: Sequence[int] = ()) -> None:
     """Train ``run`` of ``model`` (or resume it), then score its final checkpoint on each of ``splits``
-    not yet recorded, one row each."""
+    not yet recorded, one row each. ``keep_fds`` are passed to the ``fit`` process (the job's claim: a
+    ``fit`` that outlives a killed worker keeps the run claimed)."""
     todo = [sp for sp in splits if f"{model}/{run}/seed{seed}/{sp}" not in results]
     if not todo:
         return
@@ -209,32 +210,38 @@ def fit_and_score(args, model: str, run: str, seed: int, splits: Sequence[str], 
         raise SystemExit(f"{cfg} does not exist: the converged recipe is committed once the calibration "
                          "(--calibrate) has picked its schedule")
     out = Path(args.out) / model / run / f"seed{seed}"
+    max_steps = recipe_steps(cfg)
+    every = next(k for k in (50, 25, 10, 5, 1) if max_steps % k == 0)  # a checkpoint at the last step too
     base = ["--config", str(cfg), "--data.root", str(args.data_root), "--seed_everything", str(seed),
             "--trainer.default_root_dir", str(out), "--trainer.limit_val_batches", "0",
             "--trainer.enable_progress_bar", "false", "--trainer.logger", "false",
-            "--checkpoint.every_n_train_steps", "100", "--data.num_workers", str(args.workers), *extra]
+            "--checkpoint.every_n_train_steps", str(every), "--data.num_workers", str(args.workers), *extra]
     ckpt = out / "checkpoints" / "last.ckpt"
-    done, starts = out / "fit_done", out / "fit_seconds"  # one line per start: its training time
+    done = out / "fit_done"
+    if done.exists() and ckpt.exists() and (step := checkpoint_step(ckpt)) < max_steps:
+        print(f"{out}: the fit ended with its checkpoint at step {step} of {max_steps}: resuming it", flush=True)
+        done.unlink()
     if not done.exists():
         out.mkdir(parents=True, exist_ok=True)
-        if not ckpt.exists():  # a start killed before its first checkpoint: its time bought nothing
-            starts.unlink(missing_ok=True)
+        if not ckpt.exists():  # nothing to resume: the time of earlier starts bought nothing
+            for f in (out / "fit_starts.jsonl", out / "fit_seconds"):
+                f.unlink(missing_ok=True)
         print(f"[{time.strftime('%H:%M:%S')}] {model}/{run}/seed{seed}: training", flush=True)
-        t0 = time.time()
+        open_start(out, ckpt)
         cmd = [sys.executable, "-m", "scalecontrast.cli", "fit", *base] + (["--ckpt_path", "last"] if ckpt.exists()
                                                                           else [])
         try:
             with open(out / "fit.log", "a") as log:
-                subprocess.run(cmd, check=True, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+                subprocess.run(cmd, check=True, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
+                               pass_fds=tuple(keep_fds))
         finally:
-            with open(starts, "a") as f:
-                f.write(f"{time.time() - t0:.1f}\n")
+            close_start(out, ckpt)
         done.touch()
-    steps, max_steps = checkpoint_step(ckpt), recipe_steps(cfg)
+    steps = checkpoint_step(ckpt)
     if steps != max_steps:
         raise SystemExit(f"{ckpt} is at step {steps}, the recipe ({cfg.name}) trains {max_steps}: remove {out} "
                          "to train this run again")
-    fit_minutes = round(sum(float(x) for x in starts.read_text().split()) / 60, 1)
+    fit_minutes = round(fit_seconds(out) / 60, 1)
     for split in todo:
         # scored in a folder of its own, so the run's folder keeps the fit's config.yaml
         scores = score([*base, "--trainer.default_root_dir", str(out / f"score_{split}")], ckpt, split)
@@ -245,6 +252,40 @@ def fit_and_score(args, model: str, run: str, seed: int, splits: Sequence[str], 
                "threads": int(os.environ.get("OMP_NUM_THREADS") or os.cpu_count() or 1)}
         append_result(path, results, row)
         print(f"[{time.strftime('%H:%M:%S')}] {row['key']}: mIoU {row['miou']:.2f}", flush=True)
+
+
+# The training time of a run over its starts, in ``fit_starts.jsonl``: ``{"start": t}`` when a fit starts
+# and ``{"end": t}`` when it ends, ``t`` the time its newest checkpoint was written. Steps trained after
+# that checkpoint are trained again by the next start, so they count once; a start ended by a kill
+# (even a SIGKILL of this script) is closed by the next start, from the checkpoint it left.
+def _spans(out: Path) -> list[dict]:
+    f = out / "fit_starts.jsonl"
+    return [json.loads(line) for line in f.read_text().splitlines() if line.strip()] if f.exists() else []
+
+
+def close_start(out: Path, ckpt: Path) -> None:
+    spans = _spans(out)
+    if spans and "start" in spans[-1]:
+        t0 = spans[-1]["start"]
+        t1 = ckpt.stat().st_mtime if ckpt.exists() else t0
+        with open(out / "fit_starts.jsonl", "a") as f:
+            f.write(json.dumps({"end": max(t0, t1)}) + "\n")
+
+
+def open_start(out: Path, ckpt: Path) -> None:
+    close_start(out, ckpt)  # one a kill left open
+    with open(out / "fit_starts.jsonl", "a") as f:
+        f.write(json.dumps({"start": time.time()}) + "\n")
+
+
+def fit_seconds(out: Path) -> float:
+    """Seconds of training over the run's starts (plus ``fit_seconds``, the older record: one line each)."""
+    spans, total = _spans(out), 0.0
+    for a, b in zip(spans, spans[1:]):
+        if "start" in a and "end" in b:
+            total += b["end"] - a["start"]
+    old = out / "fit_seconds"
+    return total + (sum(float(x) for x in old.read_text().split()) if old.exists() else 0.0)
 
 
 def checkpoint_step(ckpt: Path) -> int:
@@ -321,12 +362,13 @@ class Job:
 
 
 def plan(phases: Sequence[str], results: dict[str, dict], winner: str | None) -> tuple[list[Job], bool]:
-    """The jobs of ``phases`` (``"tune"``, ``"study"``) in the order they are taken, and whether some
-    study jobs are left out because they need the tuned weight, which is not chosen yet."""
+    """The jobs of ``phases`` (``"tune"``, ``"study"``; the study includes the tuning runs) in the order
+    they are taken, and whether some study jobs are left out because they need the tuned weight, which
+    is not chosen yet (the runs of w = 0.1 too, so that no candidate is scored on test before the choice)."""
     from camvid_variants import VARIANTS
 
     jobs, waiting = [], False
-    if "tune" in phases:
+    if "tune" in phases or "study" in phases:  # the study needs the tuning runs
         for seed in TUNE_SEEDS:
             jobs.append(Job("fpn_lite0", "ce", seed, ("val",), (), "ce"))
             jobs += [Job("fpn_lite0", run_name("mscs", w), seed, ("val",), tuple(weight_args(w)), f"tune_w{w:g}")
@@ -336,8 +378,9 @@ def plan(phases: Sequence[str], results: dict[str, dict], winner: str | None) ->
         waiting = w is None
         for seed in STUDY_SEEDS["fpn_lite0"]:
             jobs.append(Job("fpn_lite0", "ce", seed, ("test",), (), "ce"))
-            jobs.append(Job("fpn_lite0", run_name("mscs", 0.1), seed, ("test",), tuple(weight_args(0.1)), "mscs"))
-            if w is not None:
+            if w is not None:  # no test score of a candidate weight before the choice
+                jobs.append(Job("fpn_lite0", run_name("mscs", 0.1), seed, ("test",), tuple(weight_args(0.1)),
+                                "mscs"))
                 jobs.append(Job("fpn_lite0", run_name("mscs", w), seed, ("test",), tuple(weight_args(w)),
                                 "mscs_tuned"))
             if winner:
@@ -386,7 +429,7 @@ def work(args, phases: Sequence[str], poll: float = 60.0) -> None:
                 results = load_keyed(path)  # another worker may have finished it since
                 if not job.finished(results):
                     fit_and_score(args, job.model, job.run, job.seed, job.splits, job.extra, results, path,
-                                  job.setting)
+                                  job.setting, keep_fds=(lock.fileno(),))
             finally:
                 lock.release()
             break

@@ -162,7 +162,9 @@ def test_converged_plan_holds_back_the_tuned_runs_until_the_weight_is_chosen():
     tune = [j for j in jobs if j.splits == ("val",)]
     assert len(tune) == len(conv.TUNE_SEEDS) * (1 + len(conv.TUNE_WEIGHTS))
     assert jobs[: len(tune)] == tune  # the tuning runs come first: they unblock the rest
-    assert {j.setting for j in jobs if j.splits == ("test",)} == {"ce", "mscs"}  # nothing that needs w yet
+    # nothing that needs w, nor a candidate weight's test score, before the choice
+    assert {j.setting for j in jobs if j.splits == ("test",)} == {"ce"}
+    assert conv.plan(["study"], {}, None)[0][: len(tune)] == tune  # the study includes the tuning runs
     assert {j.model for j in jobs if j.splits == ("test",)} == {"fpn_lite0", "smp_unet_lite0"}
 
     jobs, waiting = conv.plan(["study"], _tuned_rows(conv, best=0.3), "hard_0.5")
@@ -209,7 +211,8 @@ def test_converged_workers_share_the_queue(tmp_path, monkeypatch):
     other = conv.claim(args, conv.Job("fpn_lite0", "mscs_w1", 2, ("val",), (), "tune_w1"))
     trained = []
 
-    def fake_fit(args, model, run, seed, splits, extra, results, path, setting):
+    def fake_fit(args, model, run, seed, splits, extra, results, path, setting, keep_fds=()):
+        assert len(keep_fds) == 1  # the claim goes with the fit
         trained.append((model, run, seed, splits, setting))
         for sp in splits:
             conv.append_result(path, results, _converged_row(model, run, setting, seed, sp, 1.0))
@@ -330,3 +333,27 @@ def test_converged_calibration_figure_marks_the_recipes_final_val_runs(tmp_path)
     assert conv.recipe_endpoints(tmp_path / "r.jsonl") == {"ce": (10, [60.0, 61.0])}
     conv.figure(curve, tmp_path / "c.png", args)
     assert (tmp_path / "c.png").stat().st_size > 1000
+
+
+def test_converged_fit_time_counts_each_start_up_to_its_last_checkpoint(tmp_path):
+    import json
+    import os
+
+    import camvid_converged as conv
+
+    out, ckpt = tmp_path, tmp_path / "last.ckpt"
+    (out / "fit_seconds").write_text("60.0\n")  # the older record of an earlier start
+    (out / "fit_starts.jsonl").write_text(json.dumps({"start": 1000.0}) + "\n")
+    ckpt.write_bytes(b"x")
+    os.utime(ckpt, (1100.0, 1100.0))  # a start killed (no end line) after its checkpoint at t = 1100
+    conv.open_start(out, ckpt)  # closes the killed start at its checkpoint, opens a new one
+    spans = conv._spans(out)
+    assert spans[1] == {"end": 1100.0} and "start" in spans[2]
+    t = spans[2]["start"]
+    os.utime(ckpt, (t + 30.0, t + 30.0))
+    conv.close_start(out, ckpt)
+    assert conv.fit_seconds(out) == pytest.approx(60.0 + 100.0 + 30.0)
+    os.utime(ckpt, (t, t))  # (the checkpoint's real time: before the next start)
+    conv.open_start(out, ckpt)  # a start killed before it wrote a checkpoint: counts nothing
+    conv.close_start(out, ckpt)
+    assert conv.fit_seconds(out) == pytest.approx(190.0)

@@ -185,3 +185,18 @@ def test_layering():
         assert not imported(path) & {"cli", "viz"}, path
     for path in (src / "viz").glob("*.py"):
         assert imported(path) <= {"viz"}, path
+
+
+def test_fit_checkpoints_the_last_step_when_it_is_not_a_multiple_of_the_interval(tmp_path, capsys):
+    """max_steps 5, a checkpoint every 2 steps: last.ckpt holds step 5 (Lightning alone stops at 4), and
+    the message names the checkpoint's own step."""
+    main(["fit", *synthetic_args(tmp_path), "--trainer.max_steps", "5", "--trainer.limit_val_batches", "0",
+          "--checkpoint.every_n_train_steps", "2"])
+    ckpts = tmp_path / "checkpoints"
+    assert torch.load(ckpts / "last.ckpt", map_location="cpu", weights_only=False)["global_step"] == 5
+    assert sorted(p.name for p in ckpts.glob("*.ckpt")) == ["last.ckpt", "step0000005.ckpt"]
+    assert "(step 5)" in capsys.readouterr().out
+    # resuming the finished run trains nothing more and keeps step 5
+    main(["fit", *synthetic_args(tmp_path), "--trainer.max_steps", "5", "--trainer.limit_val_batches", "0",
+          "--checkpoint.every_n_train_steps", "2", "--ckpt_path", "last"])
+    assert torch.load(ckpts / "last.ckpt", map_location="cpu", weights_only=False)["global_step"] == 5

@@ -144,16 +144,18 @@ def test_used_run_folder_is_refused_unless_resumed_or_overwritten(tmp_path, caps
 def test_concurrent_fit_into_one_folder_is_refused(tmp_path):
     root = tmp_path / "run"
     (root).mkdir()
-    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    holder = ("import sys, time; from scalecontrast.engine.callbacks import RunFolderLock; "
+              "RunFolderLock(sys.argv[1]).acquire(); print('held', flush=True); time.sleep(60)")
+    other = subprocess.Popen([sys.executable, "-c", holder, str(root / "checkpoints")], stdout=subprocess.PIPE,
+                             text=True)
     try:
-        import socket
-
-        (root / ".checkpoints.lock").write_text(f"{socket.gethostname()} {other.pid}\n")
+        assert other.stdout.readline().strip() == "held"
         with pytest.raises(SystemExit, match=rf"in use by another `fit` \(process {other.pid}"):
             fit(root)
     finally:
-        other.kill()
+        other.kill()  # a SIGKILL: its lock file stays behind, but not its lock
         other.wait()
+    assert (root / ".checkpoints.lock").exists()
     fit(root)  # the lock of a process that is gone is taken over
     assert (root / "checkpoints" / "last.ckpt").is_file() and not (root / ".checkpoints.lock").exists()
 

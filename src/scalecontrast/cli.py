@@ -68,6 +68,7 @@ def _lightning_cli_class():
     from scalecontrast.engine.callbacks import (
         AtomicCheckpointIO,
         ExactResume,
+        FinalCheckpoint,
         NonFiniteCheckpointError,
         RunFolderLock,
         RunFolderLockedError,
@@ -151,6 +152,8 @@ def _lightning_cli_class():
                     cb.dirpath = os.path.join(trainer.default_root_dir, "checkpoints")
             if not any(isinstance(cb, ExactResume) for cb in trainer.callbacks):
                 trainer.callbacks.insert(0, ExactResume())
+            if not any(isinstance(cb, FinalCheckpoint) for cb in trainer.callbacks):
+                trainer.callbacks.insert(0, FinalCheckpoint())
             if type(trainer.strategy.checkpoint_io) is TorchCheckpointIO:
                 trainer.strategy.checkpoint_io = AtomicCheckpointIO()
             return trainer
@@ -219,8 +222,11 @@ def _lightning_cli_class():
                     lock.release()
             last = self._last_written()
             if last and self.trainer.is_global_zero:
-                print(f"scalecontrast fit: checkpoint written last: {last} (step {self.trainer.global_step})",
-                      flush=True)
+                import torch
+
+                # the checkpoint's own step (the trainer's may be past it)
+                step = torch.load(last, map_location="cpu", weights_only=False, mmap=True)["global_step"]
+                print(f"scalecontrast fit: checkpoint written last: {last} (step {step})", flush=True)
 
     return SegmentationCLI
 

@@ -92,6 +92,25 @@ class ExactResume(L.Callback):
             self._pending = None
 
 
+class FinalCheckpoint(L.Callback):
+    """Checkpoints the last training step. A ``ModelCheckpoint`` with ``every_n_train_steps`` saves only at
+    multiples of it, so a run of ``max_steps`` = 1250 saving every 100 steps would end with ``last.ckpt``
+    at step 1200: the last 50 steps lost. At the end of training this writes each such callback's files
+    (its top-k step file and ``last.ckpt``) for the final step, through the callback itself."""
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        from lightning.pytorch.callbacks import ModelCheckpoint
+
+        for cb in trainer.checkpoint_callbacks:
+            if not isinstance(cb, ModelCheckpoint) or cb.dirpath is None or not cb._every_n_train_steps:
+                continue
+            if cb._last_global_step_saved >= trainer.global_step or trainer.global_step == 0:
+                continue
+            candidates = cb._monitor_candidates(trainer)
+            cb._save_topk_checkpoint(trainer, candidates)
+            cb._save_last_checkpoint(trainer, candidates)
+
+
 # ------------------------------------------------------------------------------------------------
 # checkpoints
 def nonfinite_tensors(state_dict: Mapping[str, Any]) -> list[str]:
@@ -142,15 +161,25 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 # ------------------------------------------------------------------------------------------------
 # run folder
 class RunFolderLock:
-    """``.<folder name>.lock`` beside the checkpoint folder, holding ``host pid``, created exclusively: a second
-    ``fit`` into the same folder while the first runs is refused. A lock left by a killed run (its process is
-    gone) is taken over."""
+    """``.<folder name>.lock`` beside the checkpoint folder, held with ``flock`` while the run lasts: a second
+    ``fit`` into the same folder is refused. The file holds ``host pid`` for the message. The kernel drops the
+    lock when its process ends, however it ends, so a killed run leaves nothing to take over; a child process
+    given the descriptor (``fileno()``, e.g. ``subprocess``'s ``pass_fds``) keeps it held."""
 
     def __init__(self, folder: str | os.PathLike) -> None:
         folder = Path(folder).absolute()
         self.folder = folder
         self.path = folder.parent / f".{folder.name}.lock"
-        self.held = False
+        self._fd: int | None = None
+
+    @property
+    def held(self) -> bool:
+        return self._fd is not None
+
+    def fileno(self) -> int:
+        if self._fd is None:
+            raise RuntimeError(f"{self.path} is not held")
+        return self._fd
 
     def _owner(self) -> tuple[str, int] | None:
         try:
@@ -160,43 +189,36 @@ class RunFolderLock:
             return None
 
     def acquire(self) -> None:
+        import fcntl
+
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        me = f"{socket.gethostname()} {os.getpid()}\n"
-        for _ in range(2):
+        while True:
+            fd = os.open(self.path, os.O_CREAT | os.O_RDWR, 0o666)
             try:
-                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)
-            except FileExistsError:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
                 owner = self._owner()
-                if owner is not None and owner[0] == socket.gethostname() and not _alive(owner[1]):
-                    self.path.unlink(missing_ok=True)  # left by a killed run
-                    continue
                 who = f"process {owner[1]} on {owner[0]}" if owner else "another process"
                 raise RunFolderLockedError(
                     f"{self.folder} is in use by another `fit` ({who}, lock file {self.path}); two runs in one "
-                    "folder overwrite each other's checkpoints. Use another --trainer.default_root_dir, or delete "
-                    "the lock file if that run is gone") from None
-            with os.fdopen(fd, "w") as f:
-                f.write(me)
-            self.held = True
-            return
-        raise RunFolderLockedError(f"cannot take the lock {self.path}")
+                    "folder overwrite each other's checkpoints. Use another --trainer.default_root_dir") from None
+            try:  # the last holder may have removed the file between this open and this flock
+                current = os.stat(self.path).st_ino
+            except FileNotFoundError:
+                current = None
+            if current == os.fstat(fd).st_ino:
+                break
+            os.close(fd)
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{socket.gethostname()} {os.getpid()}\n".encode())
+        self._fd = fd
 
     def release(self) -> None:
-        if self.held:
-            self.path.unlink(missing_ok=True)
-            self.held = False
-
-
-def _alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+        if self._fd is not None:
+            self.path.unlink(missing_ok=True)  # before the unlock: a waiter then finds a new file
+            os.close(self._fd)
+            self._fd = None
 
 
 def describe_terms(terms: Mapping[str, float]) -> str:
