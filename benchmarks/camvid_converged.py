@@ -409,17 +409,18 @@ def claim(args, job: Job):
 
 def work(args, phases: Sequence[str], poll: float = 60.0) -> None:
     """Take the unfinished, unclaimed jobs of ``phases`` one at a time until none is left; wait while the
-    rest run in other workers or need the tuned weight."""
+    rest run in other workers or need the tuned weight. A job whose ``fit`` fails is reported and left
+    (for this worker) so the others go on; the worker then exits with an error naming it."""
     path = Path(args.results)
     winner = variant_winner(Path(args.variants)) if "study" in phases else None
     if "study" in phases:
         print(f"variant: {winner or 'none (MS+CS won its val study)'}", flush=True)
-    said = None
+    said, failed = None, {}
     while True:
         results = load_keyed(path)
         jobs, waiting = plan(phases, results, winner)
-        todo = [j for j in jobs if not j.finished(results)]
-        if not todo and not waiting:
+        todo = [j for j in jobs if not j.finished(results) and j not in failed]
+        if not todo and (not waiting or failed):
             break
         for job in todo:
             lock = claim(args, job)
@@ -430,6 +431,10 @@ def work(args, phases: Sequence[str], poll: float = 60.0) -> None:
                 if not job.finished(results):
                     fit_and_score(args, job.model, job.run, job.seed, job.splits, job.extra, results, path,
                                   job.setting, keep_fds=(lock.fileno(),))
+            except subprocess.CalledProcessError as err:
+                log = Path(args.out) / job.model / job.run / f"seed{job.seed}" / "fit.log"
+                failed[job] = f"{job.model}/{job.run}/seed{job.seed}: fit failed (exit {err.returncode}), see {log}"
+                print(f"[{time.strftime('%H:%M:%S')}] {failed[job]}", file=sys.stderr, flush=True)
             finally:
                 lock.release()
             break
@@ -441,6 +446,8 @@ def work(args, phases: Sequence[str], poll: float = 60.0) -> None:
                 said = msg
             time.sleep(poll)
     w = tuned_weight(load_keyed(path))
+    if failed:
+        raise SystemExit("\n".join(["these runs failed (fix them, then start the command again):", *failed.values()]))
     print(f"done; weight chosen on val: {w if w is None else f'{w:g}'}", flush=True)
 
 

@@ -357,3 +357,29 @@ def test_converged_fit_time_counts_each_start_up_to_its_last_checkpoint(tmp_path
     conv.open_start(out, ckpt)  # a start killed before it wrote a checkpoint: counts nothing
     conv.close_start(out, ckpt)
     assert conv.fit_seconds(out) == pytest.approx(190.0)
+
+
+def test_converged_worker_goes_on_past_a_failed_run_and_names_it(tmp_path, monkeypatch):
+    import argparse
+    import subprocess
+
+    import camvid_converged as conv
+
+    args = argparse.Namespace(out=str(tmp_path / "runs"), results=str(tmp_path / "res.jsonl"),
+                              variants=str(tmp_path / "none.jsonl"))
+    trained = []
+
+    def fake_fit(args, model, run, seed, splits, extra, results, path, setting, keep_fds=()):
+        if (run, seed) == ("mscs_w0.3", 1):
+            raise subprocess.CalledProcessError(1, ["fit"])
+        trained.append((run, seed))
+        for sp in splits:
+            conv.append_result(path, results, _converged_row(model, run, setting, seed, sp, 1.0))
+
+    monkeypatch.setattr(conv, "fit_and_score", fake_fit)
+    monkeypatch.setattr(conv.time, "sleep", lambda s: pytest.fail("nothing to wait for"))
+    with pytest.raises(SystemExit, match=r"fpn_lite0/mscs_w0.3/seed1: fit failed \(exit 1\)"):
+        conv.work(args, ["tune", "study"], poll=0.01)
+    # every other tuning run was trained; without the weight the study's tuned runs could not start
+    assert len(trained) == len(conv.TUNE_SEEDS) * (1 + len(conv.TUNE_WEIGHTS)) - 1 + 5 + 3  # + CE test runs
+    assert not list((tmp_path / "runs").rglob(".claim.lock"))
