@@ -332,3 +332,40 @@ def test_fit_checkpoint_is_0644_under_umask_022(tmp_path):
         os.umask(old)
     assert stat.S_IMODE((tmp_path / "run" / "checkpoints" / "last.ckpt").stat().st_mode) == 0o644
 
+
+
+def test_run_folder_lock_is_held_by_a_started_child_but_not_by_a_forked_one(tmp_path):
+    import os
+
+    from scalecontrast.engine.callbacks import RunFolderLock, RunFolderLockedError
+
+    lock = RunFolderLock(tmp_path / "checkpoints")
+    lock.acquire()
+    with pytest.raises(RunFolderLockedError, match=f"process {os.getpid()}"):
+        RunFolderLock(tmp_path / "checkpoints").acquire()
+    pid = os.fork()
+    if pid == 0:  # a data loader worker: its copy of the descriptor is closed
+        try:
+            os.fstat(lock.fileno())
+            code = 1
+        except OSError:
+            code = 0
+        os._exit(code)
+    assert os.waitpid(pid, 0)[1] == 0
+    # a process started with the descriptor keeps the lock after this one lets go of its own copy
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], pass_fds=(lock.fileno(),))
+    try:
+        from scalecontrast.engine import callbacks
+
+        fd, lock._fd = lock.fileno(), None  # as if this process were killed
+        callbacks._HELD_LOCK_FDS.discard(fd)
+        os.close(fd)
+        with pytest.raises(RunFolderLockedError):
+            RunFolderLock(tmp_path / "checkpoints").acquire()
+    finally:
+        child.kill()
+        child.wait()
+    again = RunFolderLock(tmp_path / "checkpoints")
+    again.acquire()  # the last holder is gone
+    again.release()
+    assert not (tmp_path / ".checkpoints.lock").exists()

@@ -160,11 +160,31 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 
 # ------------------------------------------------------------------------------------------------
 # run folder
+_HELD_LOCK_FDS: set[int] = set()
+
+
+def _close_held_locks_in_child() -> None:
+    # A forked child (a data loader worker) shares the parent's flock; closing its copy of the descriptor
+    # keeps it from holding the lock after the parent is killed. (``subprocess`` does not run this hook:
+    # a descriptor given in ``pass_fds`` stays with the child on purpose.)
+    for fd in _HELD_LOCK_FDS:
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+    _HELD_LOCK_FDS.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_close_held_locks_in_child)
+
+
 class RunFolderLock:
     """``.<folder name>.lock`` beside the checkpoint folder, held with ``flock`` while the run lasts: a second
     ``fit`` into the same folder is refused. The file holds ``host pid`` for the message. The kernel drops the
-    lock when its process ends, however it ends, so a killed run leaves nothing to take over; a child process
-    given the descriptor (``fileno()``, e.g. ``subprocess``'s ``pass_fds``) keeps it held."""
+    lock when its process ends, however it ends, so a killed run leaves nothing to take over. Forked children
+    (data loader workers) drop their copy; a process started with the descriptor (``fileno()``, e.g.
+    ``subprocess``'s ``pass_fds``) keeps the lock held while it runs."""
 
     def __init__(self, folder: str | os.PathLike) -> None:
         folder = Path(folder).absolute()
@@ -213,10 +233,12 @@ class RunFolderLock:
         os.ftruncate(fd, 0)
         os.write(fd, f"{socket.gethostname()} {os.getpid()}\n".encode())
         self._fd = fd
+        _HELD_LOCK_FDS.add(fd)
 
     def release(self) -> None:
         if self._fd is not None:
             self.path.unlink(missing_ok=True)  # before the unlock: a waiter then finds a new file
+            _HELD_LOCK_FDS.discard(self._fd)
             os.close(self._fd)
             self._fd = None
 
