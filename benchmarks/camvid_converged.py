@@ -479,10 +479,13 @@ def study_report(path: Path) -> str:
                 continue
             # by trained configuration: with w = 0.1 chosen, mscs and mscs_tuned are the same runs
             by_run: dict[str, dict[int, float]] = {}
+            minutes: dict[str, list[float]] = {}
             for r in rows:
                 by_run.setdefault(r["run"], {})[r["seed"]] = r["miou"]
+                minutes.setdefault(r["run"], []).append(r["fit_minutes"])
             lines += [f"### {model}, {split} mIoU (%)", "",
-                      "| setting | runs | mean ± std | seeds | vs CE, paired by seed |", "|---|---|---|---|---|"]
+                      "| setting | runs | mean ± std | seeds | vs CE, paired by seed | training min/run |",
+                      "|---|---|---|---|---|---|"]
             ce = by_run.get("ce", {})
             for run, vals in by_run.items():
                 v = [vals[k] for k in sorted(vals)]
@@ -490,7 +493,7 @@ def study_report(path: Path) -> str:
                 seeds = ", ".join(f"{k}: {vals[k]:.2f}" for k in sorted(vals))
                 paired = "-" if run == "ce" else paired_by_seed(vals, ce)
                 lines.append(f"| {run_label(run, rows, w)} | {len(v)} | {statistics.mean(v):.2f} ± {std} | {seeds} "
-                             f"| {paired} |")
+                             f"| {paired} | {statistics.mean(minutes[run]):.1f} |")
             lines.append("")
     return "\n".join(lines)
 
