@@ -570,27 +570,29 @@ def per_class_gains(path: Path, model: str = "fpn_lite0") -> dict[str, dict[str,
     return gains
 
 
-def gains_figure(path: Path, dest: Path, model: str = "fpn_lite0") -> None:
+def gains_figure(path: Path, dest: Path, models: Sequence[str] = tuple(RECIPES)) -> None:
+    """Per-class test IoU change against CE, one panel per model with paired runs."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    gains = per_class_gains(path, model)
-    if not gains:
-        print(f"no paired test runs of {model} yet: no per-class figure")
+    panels = {m: g for m in models if (g := per_class_gains(path, m))}
+    if not panels:
+        print("no paired test runs yet: no per-class figure")
         return
-    classes = list(next(iter(gains.values())))
-    fig, ax = plt.subplots(figsize=(8, 4))
-    width = 0.8 / len(gains)
-    for i, (label, g) in enumerate(gains.items()):
-        ax.bar([k + i * width for k in range(len(classes))], [g[c] for c in classes], width, label=label)
-    ax.axhline(0, color="black", linewidth=0.8)
-    ax.set_xticks([k + 0.4 - width / 2 for k in range(len(classes))], classes, rotation=45, ha="right")
-    ax.set_ylabel("test IoU minus CE's (points, mean over seeds)")
-    ax.set_title(f"CamVid test, {model}: per-class change against CE, paired by seed")
-    ax.legend(fontsize=7)
-    ax.grid(axis="y", alpha=0.3)
+    fig, axes = plt.subplots(len(panels), 1, figsize=(8, 3.6 * len(panels)), squeeze=False)
+    for ax, (model, gains) in zip(axes[:, 0], panels.items()):
+        classes = list(next(iter(gains.values())))
+        width = 0.8 / len(gains)
+        for i, (label, g) in enumerate(gains.items()):
+            ax.bar([k + i * width for k in range(len(classes))], [g[c] for c in classes], width, label=label)
+        ax.axhline(0, color="black", linewidth=0.8)
+        ax.set_xticks([k + 0.4 - width / 2 for k in range(len(classes))], classes, rotation=45, ha="right")
+        ax.set_ylabel("test IoU minus CE's\n(points, mean over seeds)")
+        ax.set_title(f"CamVid test, {model}: per-class change against CE, paired by seed")
+        ax.legend(fontsize=7)
+        ax.grid(axis="y", alpha=0.3)
     dest.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
     fig.savefig(dest, dpi=120)

@@ -313,6 +313,14 @@ def test_converged_per_class_gains_pair_by_seed(tmp_path):
     assert g == {"Sky": 1.5, "Road": -2.0}
     conv.gains_figure(path, tmp_path / "g.png")
     assert (tmp_path / "g.png").stat().st_size > 1000
+    assert conv.per_class_gains(path, "smp_unet_lite0") == {}  # the models are kept apart
+    smp = [_converged_row("smp_unet_lite0", run, setting, 0, "test", 40.0) for run, setting in
+           (("ce", "ce"), ("mscs_w0.3", "mscs_tuned"))]
+    smp[0]["per_class"], smp[1]["per_class"] = {"Sky": 70.0, "Road": 80.0}, {"Sky": 71.0, "Road": 79.0}
+    path.write_text(path.read_text() + "".join(json.dumps(r) + "\n" for r in smp))
+    assert list(conv.per_class_gains(path, "smp_unet_lite0").values()) == [{"Sky": 1.0, "Road": -1.0}]
+    conv.gains_figure(path, tmp_path / "g2.png")  # one panel per model
+    assert (tmp_path / "g2.png").stat().st_size > (tmp_path / "g.png").stat().st_size
 
 
 def test_converged_calibration_figure_marks_the_recipes_final_val_runs(tmp_path):
