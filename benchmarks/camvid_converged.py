@@ -459,7 +459,7 @@ def run_label(run: str, rows: list[dict], w: float | None) -> str:
     if not names:  # a tuning run on val
         names = [f"CE + {run.removeprefix('mscs_w')} MS+CS" if run.startswith("mscs_w") else run]
     label = " = ".join(names)
-    if any("w chosen" in n for n in names):
+    if any("w chosen" in n for n in names) and w is not None:
         label += f", w = {w:g}"
     if "variant" in settings:
         label += f" ({run})"
