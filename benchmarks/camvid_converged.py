@@ -483,7 +483,7 @@ def study_report(path: Path) -> str:
             for r in rows:
                 by_run.setdefault(r["run"], {})[r["seed"]] = r["miou"]
                 minutes.setdefault(r["run"], []).append(r["fit_minutes"])
-            lines += [f"### {model}, {split} mIoU (%)", "",
+            lines += [f"#### {model}, {split} mIoU (%)", "",
                       "| setting | runs | mean ± std | seeds | vs CE, paired by seed | training min/run |",
                       "|---|---|---|---|---|---|"]
             ce = by_run.get("ce", {})
@@ -525,9 +525,11 @@ def figure(path: Path, dest: Path, args) -> None:
         ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", color=f"C{i}", label=LABELS[s])
         if s in ends:  # the converged recipe's own runs: their final models, mean ± std over seeds
             step, vals = ends[s]
-            ax.errorbar([step], [statistics.mean(vals)], yerr=[statistics.stdev(vals) if len(vals) > 1 else 0],
+            ax.errorbar([step + 25 * (2 * i - 1)], [statistics.mean(vals)],  # side by side
+                        yerr=[statistics.stdev(vals) if len(vals) > 1 else 0],
                         fmt="s", color=f"C{i}", markersize=8, capsize=4, markerfacecolor="none",
-                        label=f"{LABELS[s]}: the {step}-step recipe, final ({len(vals)} seeds)")
+                        label=f"{LABELS[s]}: the {step}-step recipe, final "
+                              f"({len(vals)} seed{'s' if len(vals) > 1 else ''})")
     ax.set_xlabel(f"training step (batch {args.batch}, {args.crop[0]}x{args.crop[1]} crops, "
                   f"poly schedule over {args.steps})")
     ax.set_ylabel("val mIoU (%)")

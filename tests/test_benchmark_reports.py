@@ -269,10 +269,10 @@ def test_converged_report_pairs_by_seed_and_keeps_models_and_splits_apart(tmp_pa
     path = tmp_path / "r.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     text = conv.study_report(path)
-    fpn = text.split("### smp_unet_lite0")[0]
+    fpn = text.split("#### smp_unet_lite0")[0]
     assert "| CE | 3 | 51.00 ± 1.00 | 0: 50.00, 1: 51.00, 2: 52.00 | - |" in fpn
     assert "+1.10 ± 0.10, better on 3/3" in fpn
-    assert "10.00" not in fpn and "### smp_unet_lite0, test mIoU (%)" in text
+    assert "10.00" not in fpn and "#### smp_unet_lite0, test mIoU (%)" in text
 
 
 def test_converged_report_names_the_default_as_tuned_when_w_01_is_chosen(tmp_path):
