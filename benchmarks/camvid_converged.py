@@ -211,11 +211,10 @@ def fit_and_score(args, model: str, run: str, seed: int, splits: Sequence[str], 
                          "(--calibrate) has picked its schedule")
     out = Path(args.out) / model / run / f"seed{seed}"
     max_steps = recipe_steps(cfg)
-    every = next(k for k in (50, 25, 10, 5, 1) if max_steps % k == 0)  # a checkpoint at the last step too
     base = ["--config", str(cfg), "--data.root", str(args.data_root), "--seed_everything", str(seed),
             "--trainer.default_root_dir", str(out), "--trainer.limit_val_batches", "0",
             "--trainer.enable_progress_bar", "false", "--trainer.logger", "false",
-            "--checkpoint.every_n_train_steps", str(every), "--data.num_workers", str(args.workers), *extra]
+            "--checkpoint.every_n_train_steps", "50", "--data.num_workers", str(args.workers), *extra]
     ckpt = out / "checkpoints" / "last.ckpt"
     done = out / "fit_done"
     if done.exists() and ckpt.exists() and (step := checkpoint_step(ckpt)) < max_steps:
