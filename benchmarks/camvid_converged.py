@@ -14,7 +14,10 @@ script starts again; an interrupted run resumes exactly from its ``last.ckpt``):
 
 ``--tune`` and ``--study`` share one queue of runs: start the same command twice (one thread each
 gets the most done on two cores) and the two workers split it, each run claimed by a lock file; the
-study's runs that need the tuned weight wait until the last tuning run has its val score.
+study's runs that need the tuned weight wait until the last tuning run has its val score. A run with
+a checkpoint in ``--out`` is taken first (a model trained for its val score needs only its test score,
+an interrupted run only its remaining steps), so that what a machine has trained is used before its
+``--out`` is gone (a session's scratch folder, a cluster job's local disk).
 
     OMP_NUM_THREADS=1 python benchmarks/camvid_converged.py --tune --study > w1.log 2>&1 &
     OMP_NUM_THREADS=1 python benchmarks/camvid_converged.py --tune --study > w2.log 2>&1 &
@@ -393,12 +396,17 @@ def plan(phases: Sequence[str], results: dict[str, dict], winner: str | None) ->
     return jobs, waiting
 
 
+def run_dir(args, job: Job) -> Path:
+    """The folder a job trains in (shared by the jobs of one trained configuration and seed)."""
+    return Path(args.out) / job.model / job.run / f"seed{job.seed}"
+
+
 def claim(args, job: Job):
     """The job's claim (a ``RunFolderLock``), or ``None`` when another worker holds it. Several workers
     (``--tune --study`` started more than once) share the queue this way."""
     from scalecontrast.engine.callbacks import RunFolderLock, RunFolderLockedError
 
-    lock = RunFolderLock(Path(args.out) / job.model / job.run / f"seed{job.seed}" / "claim")
+    lock = RunFolderLock(run_dir(args, job) / "claim")
     try:
         lock.acquire()
     except RunFolderLockedError:
@@ -419,6 +427,9 @@ def work(args, phases: Sequence[str], poll: float = 60.0) -> None:
         results = load_keyed(path)
         jobs, waiting = plan(phases, results, winner)
         todo = [j for j in jobs if not j.finished(results) and j not in failed]
+        # a run with a checkpoint first (a model trained for another split needs only scoring, an
+        # interrupted one only its remaining steps): what a machine trained is used before it is gone
+        todo.sort(key=lambda j: not run_dir(args, j).joinpath("checkpoints", "last.ckpt").exists())
         if not todo and (not waiting or failed):
             break
         for job in todo:
@@ -431,7 +442,7 @@ def work(args, phases: Sequence[str], poll: float = 60.0) -> None:
                     fit_and_score(args, job.model, job.run, job.seed, job.splits, job.extra, results, path,
                                   job.setting, keep_fds=(lock.fileno(),))
             except subprocess.CalledProcessError as err:
-                log = Path(args.out) / job.model / job.run / f"seed{job.seed}" / "fit.log"
+                log = run_dir(args, job) / "fit.log"
                 failed[job] = f"{job.model}/{job.run}/seed{job.seed}: fit failed (exit {err.returncode}), see {log}"
                 print(f"[{time.strftime('%H:%M:%S')}] {failed[job]}", file=sys.stderr, flush=True)
             finally:

@@ -391,3 +391,38 @@ def test_converged_worker_goes_on_past_a_failed_run_and_names_it(tmp_path, monke
     # every other tuning run was trained; without the weight the study's tuned runs could not start
     assert len(trained) == len(conv.TUNE_SEEDS) * (1 + len(conv.TUNE_WEIGHTS)) - 1 + 5 + 3  # + CE test runs
     assert not list((tmp_path / "runs").rglob(".claim.lock"))
+
+
+def test_converged_worker_takes_runs_with_a_checkpoint_first(tmp_path, monkeypatch):
+    """A model already trained (for its val score) is scored on test, and an interrupted run resumed,
+    before any new run is trained: what this machine trained is used before the session ends."""
+    import argparse
+    import json
+
+    import camvid_converged as conv
+
+    args = argparse.Namespace(out=str(tmp_path / "runs"), results=str(tmp_path / "res.jsonl"),
+                              variants=str(tmp_path / "none.jsonl"))
+    rows = _tuned_rows(conv, best=0.3)
+    rows.update({f"fpn_lite0/ce/seed{s}/val": _converged_row("fpn_lite0", "ce", "ce", s, "val", 55.0)
+                 for s in conv.TUNE_SEEDS})
+    Path(args.results).write_text("".join(json.dumps(r) + "\n" for r in rows.values()))
+    for model, run, seed in (("fpn_lite0", "mscs_w0.3", 2), ("fpn_lite0", "ce", 2), ("smp_unet_lite0", "ce", 1)):
+        ckpt = tmp_path / "runs" / model / run / f"seed{seed}" / "checkpoints" / "last.ckpt"
+        ckpt.parent.mkdir(parents=True)
+        ckpt.write_bytes(b"")
+    order = []
+
+    def fake_fit(args, model, run, seed, splits, extra, results, path, setting, keep_fds=()):
+        order.append((model, run, seed, setting))
+        for sp in splits:
+            conv.append_result(path, results, _converged_row(model, run, setting, seed, sp, 1.0))
+
+    monkeypatch.setattr(conv, "fit_and_score", fake_fit)
+    monkeypatch.setattr(conv.time, "sleep", lambda s: pytest.fail("nothing to wait for"))
+    conv.work(args, ["tune", "study"], poll=0.01)
+    # in the plan's order among themselves, then the rest in the plan's order
+    assert order[:3] == [("fpn_lite0", "ce", 2, "ce"), ("fpn_lite0", "mscs_w0.3", 2, "mscs_tuned"),
+                         ("smp_unet_lite0", "ce", 1, "ce")]
+    assert order[3:5] == [("fpn_lite0", "ce", 0, "ce"), ("fpn_lite0", "mscs_w0.1", 0, "mscs")]
+    assert len(order) == 5 * 3 + 3 * 2
