@@ -461,6 +461,20 @@ def work(args, phases: Sequence[str], poll: float = 60.0) -> None:
     print(f"done; weight chosen on val: {w if w is None else f'{w:g}'}", flush=True)
 
 
+def remaining(args) -> str:
+    """What the queue of ``--tune --study`` still holds: one line per trained configuration and seed,
+    marked when a checkpoint of it is in ``--out`` (empty when the study is complete)."""
+    results = load_keyed(Path(args.results))
+    jobs, waiting = plan(["tune", "study"], results, variant_winner(Path(args.variants)))
+    todo = [j for j in jobs if not j.finished(results)]
+    lines = [f"  {j.model}/{j.run}/seed{j.seed} ({j.setting}, {'/'.join(j.splits)})"
+             + (" [checkpoint here]" if run_dir(args, j).joinpath("checkpoints", "last.ckpt").exists() else "")
+             for j in todo]
+    if waiting:
+        lines.append("  and the runs of the tuned weight (mscs, mscs_tuned), once it is chosen on val")
+    return f"still to run ({len(todo)}):\n" + "\n".join(lines) if lines else ""
+
+
 def run_label(run: str, rows: list[dict], w: float | None) -> str:
     settings = {r["setting"] for r in rows if r["run"] == run}
     names = [STUDY_LABELS[s] for s in STUDY_LABELS if s in settings]
@@ -629,7 +643,7 @@ def main() -> None:
     p.add_argument("--results", default=str(ROOT / "docs" / "results" / "camvid_converged.jsonl"))
     p.add_argument("--variants", default=str(ROOT / "docs" / "results" / "camvid_variants.jsonl"),
                    help="the peers' options study's results (its val winner joins the study)")
-    p.add_argument("--report", action="store_true", help="print the tables")
+    p.add_argument("--report", action="store_true", help="print the tables and what the queue still holds")
     p.add_argument("--figure", default=None, help="draw the calibration curve into this PNG")
     p.add_argument("--gains-figure", default=None, help="draw the per-class test gains over CE into this PNG")
     p.add_argument("--docs", default=None, help="also write the tables into this Markdown file (between markers)")
@@ -647,6 +661,8 @@ def main() -> None:
         print(calibration)
         print()
         print(study_text)
+        if todo := remaining(args):
+            print(todo)
         if args.docs:
             from camvid_ablation import write_block
 

@@ -426,3 +426,26 @@ def test_converged_worker_takes_runs_with_a_checkpoint_first(tmp_path, monkeypat
                          ("smp_unet_lite0", "ce", 1, "ce")]
     assert order[3:5] == [("fpn_lite0", "ce", 0, "ce"), ("fpn_lite0", "mscs_w0.1", 0, "mscs")]
     assert len(order) == 5 * 3 + 3 * 2
+
+
+def test_converged_remaining_lists_the_queue_and_marks_checkpoints(tmp_path):
+    import argparse
+    import json
+
+    import camvid_converged as conv
+
+    args = argparse.Namespace(out=str(tmp_path / "runs"), results=str(tmp_path / "res.jsonl"),
+                              variants=str(tmp_path / "none.jsonl"))
+    (tmp_path / "runs" / "fpn_lite0" / "ce" / "seed1" / "checkpoints").mkdir(parents=True)
+    (tmp_path / "runs" / "fpn_lite0" / "ce" / "seed1" / "checkpoints" / "last.ckpt").write_bytes(b"")
+    text = conv.remaining(args)
+    assert text.startswith(f"still to run ({len(conv.TUNE_SEEDS) * 4 + 5 + 3}):")
+    assert "fpn_lite0/ce/seed1 (ce, val) [checkpoint here]" in text and "once it is chosen" in text
+    rows = _tuned_rows(conv, best=0.1)
+    jobs, _ = conv.plan(["tune", "study"], rows, None)
+    for j in jobs:
+        for sp in j.splits:
+            r = _converged_row(j.model, j.run, j.setting, j.seed, sp, 1.0)
+            rows[r["key"]] = r
+    Path(args.results).write_text("".join(json.dumps(r) + "\n" for r in rows.values()))
+    assert conv.remaining(args) == ""
