@@ -401,6 +401,11 @@ def run_dir(args, job: Job) -> Path:
     return Path(args.out) / job.model / job.run / f"seed{job.seed}"
 
 
+def has_checkpoint(args, job: Job) -> bool:
+    """Whether the job's run was trained here, fully or in part (its ``last.ckpt`` is in ``--out``)."""
+    return (run_dir(args, job) / "checkpoints" / "last.ckpt").exists()
+
+
 def claim(args, job: Job):
     """The job's claim (a ``RunFolderLock``), or ``None`` when another worker holds it. Several workers
     (``--tune --study`` started more than once) share the queue this way."""
@@ -429,7 +434,7 @@ def work(args, phases: Sequence[str], poll: float = 60.0) -> None:
         todo = [j for j in jobs if not j.finished(results) and j not in failed]
         # a run with a checkpoint first (a model trained for another split needs only scoring, an
         # interrupted one only its remaining steps): what a machine trained is used before it is gone
-        todo.sort(key=lambda j: not run_dir(args, j).joinpath("checkpoints", "last.ckpt").exists())
+        todo.sort(key=lambda j: not has_checkpoint(args, j))
         if not todo and (not waiting or failed):
             break
         for job in todo:
@@ -468,7 +473,7 @@ def remaining(args) -> str:
     jobs, waiting = plan(["tune", "study"], results, variant_winner(Path(args.variants)))
     todo = [j for j in jobs if not j.finished(results)]
     lines = [f"  {j.model}/{j.run}/seed{j.seed} ({j.setting}, {'/'.join(j.splits)})"
-             + (" [checkpoint here]" if run_dir(args, j).joinpath("checkpoints", "last.ckpt").exists() else "")
+             + (" [checkpoint here]" if has_checkpoint(args, j) else "")
              for j in todo]
     if waiting:
         lines.append("  and the runs of the tuned weight (mscs, mscs_tuned), once it is chosen on val")
