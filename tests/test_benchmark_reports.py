@@ -449,3 +449,16 @@ def test_converged_remaining_lists_the_queue_and_marks_checkpoints(tmp_path):
             rows[r["key"]] = r
     Path(args.results).write_text("".join(json.dumps(r) + "\n" for r in rows.values()))
     assert conv.remaining(args) == ""
+
+
+def test_model_cost_splits_flops_into_encoder_and_decoder():
+    import model_cost
+    import torch
+
+    x = torch.randn(2, 3, 64, 64)
+    fpn_total, fpn_enc = model_cost.gflops(model_cost.fpn().eval(), x)
+    wide_total, wide_enc = model_cost.gflops(model_cost.smp_unet((256, 128, 64, 32, 16)).eval(), x)
+    half_total, half_enc = model_cost.gflops(model_cost.smp_unet((128, 64, 32, 16, 16)).eval(), x)
+    assert 0 < fpn_enc < fpn_total and 0 < wide_enc < wide_total
+    assert wide_enc == pytest.approx(half_enc) == pytest.approx(fpn_enc)  # the same Lite0 encoder
+    assert half_total < wide_total  # a narrower decoder costs less
