@@ -495,6 +495,24 @@ def run_label(run: str, rows: list[dict], w: float | None) -> str:
     return label
 
 
+def by_run(results: dict[str, dict], model: str, split: str) -> tuple[list[dict], dict[str, dict[int, float]],
+                                                                      dict[str, list[float]]]:
+    """One model's rows on one split, their mIoU by trained configuration (``run``) and seed, and the
+    training minutes of each run (with w = 0.1 chosen, mscs and mscs_tuned are the same runs)."""
+    rows = [r for r in results.values() if r["model"] == model and r["split"] == split]
+    mious: dict[str, dict[int, float]] = {}
+    minutes: dict[str, list[float]] = {}
+    for r in rows:
+        mious.setdefault(r["run"], {})[r["seed"]] = r["miou"]
+        minutes.setdefault(r["run"], []).append(r["fit_minutes"])
+    return rows, mious, minutes
+
+
+def mean_std(vals: dict[int, float]) -> str:
+    v = [vals[k] for k in sorted(vals)]
+    return f"{statistics.mean(v):.2f} ± {statistics.stdev(v):.2f}" if len(v) > 1 else f"{v[0]:.2f} ± -"
+
+
 def study_report(path: Path) -> str:
     from camvid_ablation import paired_by_seed
 
@@ -503,28 +521,37 @@ def study_report(path: Path) -> str:
     w = tuned_weight(results)
     for model in RECIPES:
         for split in ("test", "val"):
-            rows = [r for r in results.values() if r["model"] == model and r["split"] == split]
+            rows, mious, minutes = by_run(results, model, split)
             if not rows:
                 continue
-            # by trained configuration: with w = 0.1 chosen, mscs and mscs_tuned are the same runs
-            by_run: dict[str, dict[int, float]] = {}
-            minutes: dict[str, list[float]] = {}
-            for r in rows:
-                by_run.setdefault(r["run"], {})[r["seed"]] = r["miou"]
-                minutes.setdefault(r["run"], []).append(r["fit_minutes"])
             lines += [f"#### {model}, {split} mIoU (%)", "",
                       "| setting | runs | mean ± std | seeds | vs CE, paired by seed | training min/run |",
                       "|---|---|---|---|---|---|"]
-            ce = by_run.get("ce", {})
-            for run, vals in by_run.items():
-                v = [vals[k] for k in sorted(vals)]
-                std = f"{statistics.stdev(v):.2f}" if len(v) > 1 else "-"
+            ce = mious.get("ce", {})
+            for run, vals in mious.items():
                 seeds = ", ".join(f"{k}: {vals[k]:.2f}" for k in sorted(vals))
                 paired = "-" if run == "ce" else paired_by_seed(vals, ce)
-                lines.append(f"| {run_label(run, rows, w)} | {len(v)} | {statistics.mean(v):.2f} ± {std} | {seeds} "
+                lines.append(f"| {run_label(run, rows, w)} | {len(vals)} | {mean_std(vals)} | {seeds} "
                              f"| {paired} | {statistics.mean(minutes[run]):.1f} |")
             lines.append("")
     return "\n".join(lines)
+
+
+def headline(path: Path) -> str:
+    """The README's table: every model's test mIoU per setting, paired by seed against its CE."""
+    from camvid_ablation import paired_by_seed
+
+    results = load_keyed(path)
+    w = tuned_weight(results)
+    lines = ["| model | setting | test seeds | test mIoU (%) | vs CE, paired by seed |", "|---|---|---|---|---|"]
+    for model in RECIPES:
+        rows, mious, _ = by_run(results, model, "test")
+        ce = mious.get("ce", {})
+        for run in sorted(mious, key=lambda r: (r != "ce", r)):
+            paired = "-" if run == "ce" else paired_by_seed(mious[run], ce)
+            lines.append(f"| {model} | {run_label(run, rows, w)} | {len(mious[run])} | {mean_std(mious[run])} "
+                         f"| {paired} |")
+    return "\n".join(lines) if len(lines) > 2 else ""
 
 
 def report(path: Path, args) -> str:
@@ -652,6 +679,8 @@ def main() -> None:
     p.add_argument("--figure", default=None, help="draw the calibration curve into this PNG")
     p.add_argument("--gains-figure", default=None, help="draw the per-class test gains over CE into this PNG")
     p.add_argument("--docs", default=None, help="also write the tables into this Markdown file (between markers)")
+    p.add_argument("--readme", default=None,
+                   help="also write the test table into this Markdown file (between CONVERGED_HEADLINE markers)")
     args = p.parse_args()
     # a plain kill (SIGTERM) unwinds like Ctrl-C: the fit is stopped with it (it resumes exactly) and the
     # time it trained is kept in fit_minutes
@@ -674,6 +703,10 @@ def main() -> None:
             write_block(Path(args.docs), "CALIBRATION", calibration)
             if study_text.strip():
                 write_block(Path(args.docs), "CONVERGED", study_text)
+        if args.readme and (table := headline(Path(args.results))):
+            from camvid_ablation import write_block
+
+            write_block(Path(args.readme), "CONVERGED_HEADLINE", table)
     if args.figure:
         figure(Path(args.curve), Path(args.figure), args)
     if args.gains_figure:

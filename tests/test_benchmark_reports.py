@@ -275,6 +275,30 @@ def test_converged_report_pairs_by_seed_and_keeps_models_and_splits_apart(tmp_pa
     assert "10.00" not in fpn and "#### smp_unet_lite0, test mIoU (%)" in text
 
 
+def test_converged_headline_is_the_test_table_of_every_model_paired_against_its_own_ce(tmp_path):
+    import json
+
+    import camvid_converged as conv
+    from camvid_ablation import write_block
+
+    rows = [_converged_row("fpn_lite0", "mscs_w0.1", "mscs", s, "test", 51.0 + 1.1 * s) for s in (0, 1, 2)]
+    rows += [_converged_row("fpn_lite0", "ce", "ce", s, "test", 50.0 + s) for s in (0, 1, 2)]
+    rows += [_converged_row("fpn_lite0", "ce", "ce", 0, "val", 90.0)]  # val is not in the headline
+    rows += [_converged_row("smp_unet_lite0", "ce", "ce", 0, "test", 10.0)]
+    path = tmp_path / "r.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    lines = conv.headline(path).splitlines()
+    assert lines[2] == "| fpn_lite0 | CE | 3 | 51.00 ± 1.00 | - |"  # CE first, then the others
+    assert lines[3].startswith("| fpn_lite0 | CE + 0.1 MS+CS (the paper's defaults) | 3 | 52.10 ± 1.10 | +1.10 ± 0.10")
+    assert lines[4] == "| smp_unet_lite0 | CE | 1 | 10.00 ± - | - |" and len(lines) == 5
+    assert "90.00" not in conv.headline(path)
+    readme = tmp_path / "README.md"
+    readme.write_text("intro\n<!-- CONVERGED_HEADLINE:BEGIN -->\nold\n<!-- CONVERGED_HEADLINE:END -->\nrest\n")
+    write_block(readme, "CONVERGED_HEADLINE", conv.headline(path))
+    assert "old" not in readme.read_text() and lines[3] in readme.read_text()
+    assert conv.headline(tmp_path / "none.jsonl") == ""
+
+
 def test_converged_report_names_the_default_as_tuned_when_w_01_is_chosen(tmp_path):
     import json
 
