@@ -21,7 +21,7 @@ an interrupted run only its remaining steps), so that what a machine has trained
 
     OMP_NUM_THREADS=1 python benchmarks/camvid_converged.py --tune --study > w1.log 2>&1 &
     OMP_NUM_THREADS=1 python benchmarks/camvid_converged.py --tune --study > w2.log 2>&1 &
-    python benchmarks/camvid_converged.py --report --docs docs/results.md \
+    python benchmarks/camvid_converged.py --report --docs docs/results.md --readme README.md \
         --gains-figure docs/results/camvid_converged_gains.png
 
 Calibration:
