@@ -537,8 +537,9 @@ def study_report(path: Path) -> str:
     return "\n".join(lines)
 
 
-def headline(path: Path) -> str:
-    """The README's table: every model's test mIoU per setting, paired by seed against its CE."""
+def headline(path: Path, winner: str | None = None) -> str:
+    """The README's table: every model's test mIoU per setting, paired by seed against its CE, and how
+    many of the study's test runs (``winner``: the variant in the study, if any) are scored."""
     from camvid_ablation import paired_by_seed
 
     results = load_keyed(path)
@@ -551,7 +552,15 @@ def headline(path: Path) -> str:
             paired = "-" if run == "ce" else paired_by_seed(mious[run], ce)
             lines.append(f"| {model} | {run_label(run, rows, w)} | {len(mious[run])} | {mean_std(mious[run])} "
                          f"| {paired} |")
-    return "\n".join(lines) if len(lines) > 2 else ""
+    if len(lines) == 2:
+        return ""
+    jobs, waiting = plan(["study"], results, winner)
+    test = [j for j in jobs if "test" in j.splits]
+    done = sum(j.finished(results) for j in test)
+    if waiting or done < len(test):
+        lines += ["", f"{done} of the study's {len(test) if not waiting else 'planned'} test runs are scored so far: "
+                  "the study is not finished, and a setting with fewer seeds than the others is not a result yet."]
+    return "\n".join(lines)
 
 
 def report(path: Path, args) -> str:
@@ -703,7 +712,7 @@ def main() -> None:
             write_block(Path(args.docs), "CALIBRATION", calibration)
             if study_text.strip():
                 write_block(Path(args.docs), "CONVERGED", study_text)
-        if args.readme and (table := headline(Path(args.results))):
+        if args.readme and (table := headline(Path(args.results), variant_winner(Path(args.variants)))):
             from camvid_ablation import write_block
 
             write_block(Path(args.readme), "CONVERGED_HEADLINE", table)

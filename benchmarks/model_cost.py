@@ -48,9 +48,11 @@ def gflops(model: nn.Module, x: torch.Tensor) -> tuple[float, float]:
         model(x)
     per_module = counter.get_flop_counts()
     total = sum(per_module["Global"].values())
-    enc_name = next(n for n, _ in model.named_children() if n in ("encoder", "backbone"))
-    enc = sum(sum(v.values()) for k, v in per_module.items() if k.split(".")[-1] == enc_name and k.count(".") == 1)
-    return total / x.shape[0] / 1e9, enc / x.shape[0] / 1e9
+    names = [n for n, _ in model.named_children() if n in ("encoder", "backbone")]
+    key = f"{type(model).__name__}.{names[0]}" if names else None
+    if key not in per_module:
+        raise ValueError(f"{type(model).__name__}: no FLOPs counted for an `encoder` or `backbone` child")
+    return total / x.shape[0] / 1e9, sum(per_module[key].values()) / x.shape[0] / 1e9
 
 
 def main() -> None:

@@ -290,8 +290,13 @@ def test_converged_headline_is_the_test_table_of_every_model_paired_against_its_
     lines = conv.headline(path).splitlines()
     assert lines[2] == "| fpn_lite0 | CE | 3 | 51.00 ± 1.00 | - |"  # CE first, then the others
     assert lines[3].startswith("| fpn_lite0 | CE + 0.1 MS+CS (the paper's defaults) | 3 | 52.10 ± 1.10 | +1.10 ± 0.10")
-    assert lines[4] == "| smp_unet_lite0 | CE | 1 | 10.00 ± - | - |" and len(lines) == 5
+    assert lines[4] == "| smp_unet_lite0 | CE | 1 | 10.00 ± - | - |" and lines[5] == ""
+    assert "planned test runs are scored so far" in lines[6]  # the tuned weight is not chosen yet
     assert "90.00" not in conv.headline(path)
+    tuned = _tuned_rows(conv, best=1.0)  # w = 1.0 chosen: the study's test runs are all known
+    path.write_text("".join(json.dumps(r) + "\n" for r in [*rows, *tuned.values()]))
+    n_test = 3 * len(conv.STUDY_SEEDS["fpn_lite0"]) + 2 * len(conv.STUDY_SEEDS["smp_unet_lite0"])
+    assert conv.headline(path).splitlines()[-1].startswith(f"7 of the study's {n_test} test runs are scored")
     readme = tmp_path / "README.md"
     readme.write_text("intro\n<!-- CONVERGED_HEADLINE:BEGIN -->\nold\n<!-- CONVERGED_HEADLINE:END -->\nrest\n")
     write_block(readme, "CONVERGED_HEADLINE", conv.headline(path))
