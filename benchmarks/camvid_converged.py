@@ -244,6 +244,7 @@ def fit_and_score(args, model: str, run: str, seed: int, splits: Sequence[str], 
         raise SystemExit(f"{ckpt} is at step {steps}, the recipe ({cfg.name}) trains {max_steps}: remove {out} "
                          "to train this run again")
     fit_minutes = round(fit_seconds(out) / 60, 1)
+    commits, fit_threads = fit_sources(out)
     for split in todo:
         # scored in a folder of its own, so the run's folder keeps the fit's config.yaml
         scores = score([*base, "--trainer.default_root_dir", str(out / f"score_{split}")], ckpt, split)
@@ -251,7 +252,8 @@ def fit_and_score(args, model: str, run: str, seed: int, splits: Sequence[str], 
                "seed": seed, "split": split, "miou": scores["miou"], "per_class": scores["per_class"],
                "pixel_acc": scores["pixel_acc"], "steps": steps,
                "fit_minutes": fit_minutes,
-               "threads": int(os.environ.get("OMP_NUM_THREADS") or os.cpu_count() or 1)}
+               "threads": int(os.environ.get("OMP_NUM_THREADS") or os.cpu_count() or 1),
+               "fit_commits": commits, "fit_threads": fit_threads}
         append_result(path, results, row)
         print(f"[{time.strftime('%H:%M:%S')}] {row['key']}: mIoU {row['miou']:.2f}", flush=True)
 
@@ -274,10 +276,35 @@ def close_start(out: Path, ckpt: Path) -> None:
             f.write(json.dumps({"end": max(t0, t1)}) + "\n")
 
 
+def source_commit() -> str | None:
+    """The checkout's commit (``-dirty`` when ``src/`` has uncommitted changes), or ``None`` outside git."""
+    def git(*a: str) -> str | None:
+        try:
+            proc = subprocess.run(["git", *a], cwd=ROOT, capture_output=True, text=True)
+        except OSError:  # no git here
+            return None
+        return proc.stdout.strip() if proc.returncode == 0 else None
+
+    head = git("rev-parse", "--short", "HEAD")
+    return head and head + ("-dirty" if git("status", "--porcelain", "--untracked-files=no", "--", "src") else "")
+
+
 def open_start(out: Path, ckpt: Path) -> None:
+    """Record a fit's start, with the code and thread count it trains with (a second training of a seed
+    need not give the same model under another of either)."""
     close_start(out, ckpt)  # one a kill left open
+    threads = int(os.environ.get("OMP_NUM_THREADS") or os.cpu_count() or 1)
     with open(out / "fit_starts.jsonl", "a") as f:
-        f.write(json.dumps({"start": time.time()}) + "\n")
+        f.write(json.dumps({"start": time.time(), "commit": source_commit(), "threads": threads}) + "\n")
+
+
+def fit_sources(out: Path) -> tuple[list[str], list[int]]:
+    """The commits and thread counts the run's starts trained with, each once, in order (older starts
+    did not record them)."""
+    starts = [s for s in _spans(out) if "start" in s]
+    commits = [s["commit"] for s in starts if s.get("commit")]
+    threads = [s["threads"] for s in starts if "threads" in s]
+    return list(dict.fromkeys(commits)), list(dict.fromkeys(threads))
 
 
 def fit_seconds(out: Path) -> float:

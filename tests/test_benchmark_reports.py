@@ -396,6 +396,20 @@ def test_converged_fit_time_counts_each_start_up_to_its_last_checkpoint(tmp_path
     assert conv.fit_seconds(out) == pytest.approx(190.0)
 
 
+
+def test_converged_fit_starts_record_their_commit_and_threads(tmp_path, monkeypatch):
+    import camvid_converged as conv
+
+    ckpt = tmp_path / "last.ckpt"
+    commit = conv.source_commit()
+    assert commit is None or commit.split("-")[0].isalnum()
+    for threads in ("1", "2", "1"):
+        monkeypatch.setenv("OMP_NUM_THREADS", threads)
+        conv.open_start(tmp_path, ckpt)
+        conv.close_start(tmp_path, ckpt)
+    assert conv.fit_sources(tmp_path) == ([commit] if commit else [], [1, 2])
+
+
 def test_converged_worker_goes_on_past_a_failed_run_and_names_it(tmp_path, monkeypatch):
     import argparse
     import subprocess
