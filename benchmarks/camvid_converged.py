@@ -252,7 +252,7 @@ def fit_and_score(args, model: str, run: str, seed: int, splits: Sequence[str], 
                "seed": seed, "split": split, "miou": scores["miou"], "per_class": scores["per_class"],
                "pixel_acc": scores["pixel_acc"], "steps": steps,
                "fit_minutes": fit_minutes,
-               "threads": int(os.environ.get("OMP_NUM_THREADS") or os.cpu_count() or 1),
+               "threads": thread_count(),
                "fit_commits": commits, "fit_threads": fit_threads}
         append_result(path, results, row)
         print(f"[{time.strftime('%H:%M:%S')}] {row['key']}: mIoU {row['miou']:.2f}", flush=True)
@@ -276,6 +276,11 @@ def close_start(out: Path, ckpt: Path) -> None:
             f.write(json.dumps({"end": max(t0, t1)}) + "\n")
 
 
+def thread_count() -> int:
+    """The threads a fit started from here trains with (``OMP_NUM_THREADS``, else every core)."""
+    return int(os.environ.get("OMP_NUM_THREADS") or os.cpu_count() or 1)
+
+
 def source_commit() -> str | None:
     """The checkout's commit (``-dirty`` when ``src/`` has uncommitted changes), or ``None`` outside git."""
     def git(*a: str) -> str | None:
@@ -293,7 +298,7 @@ def open_start(out: Path, ckpt: Path) -> None:
     """Record a fit's start, with the code and thread count it trains with (a second training of a seed
     need not give the same model under another of either)."""
     close_start(out, ckpt)  # one a kill left open
-    threads = int(os.environ.get("OMP_NUM_THREADS") or os.cpu_count() or 1)
+    threads = thread_count()
     with open(out / "fit_starts.jsonl", "a") as f:
         f.write(json.dumps({"start": time.time(), "commit": source_commit(), "threads": threads}) + "\n")
 
