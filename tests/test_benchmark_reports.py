@@ -505,3 +505,30 @@ def test_model_cost_splits_flops_into_encoder_and_decoder():
     assert 0 < fpn_enc < fpn_total and 0 < wide_enc < wide_total
     assert wide_enc == pytest.approx(half_enc) == pytest.approx(fpn_enc)  # the same Lite0 encoder
     assert half_total < wide_total  # a narrower decoder costs less
+
+
+def test_converged_report_command_writes_the_docs_and_readme_blocks(tmp_path, monkeypatch, capsys):
+    import json
+
+    import camvid_converged as conv
+
+    rows = [_converged_row("fpn_lite0", "ce", "ce", s, "test", 50.0 + s) for s in (0, 1)]
+    rows += [_converged_row("fpn_lite0", "mscs_w0.1", "mscs", s, "test", 51.0 + 1.2 * s) for s in (0, 1)]
+    results = tmp_path / "res.jsonl"
+    results.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    docs, readme = tmp_path / "results.md", tmp_path / "README.md"
+    docs.write_text("<!-- CALIBRATION:BEGIN -->\n<!-- CALIBRATION:END -->\n<!-- CONVERGED:BEGIN -->\nold\n"
+                    "<!-- CONVERGED:END -->\n")
+    readme.write_text("top\n<!-- CONVERGED_HEADLINE:BEGIN -->\nold\n<!-- CONVERGED_HEADLINE:END -->\nbottom\n")
+    monkeypatch.setattr(sys, "argv", [
+        "camvid_converged.py", "--report", "--results", str(results), "--curve", str(tmp_path / "curve.jsonl"),
+        "--out", str(tmp_path / "runs"), "--variants", str(tmp_path / "none.jsonl"),
+        "--docs", str(docs), "--readme", str(readme)])
+    conv.main()
+    assert "still to run" in capsys.readouterr().out
+    head = readme.read_text()
+    assert head.startswith("top\n") and head.endswith("bottom\n") and "old" not in head
+    assert "| fpn_lite0 | CE | 2 | 50.50 ± 0.71 | - |" in head
+    assert "| fpn_lite0 | CE + 0.1 MS+CS (the paper's defaults) | 2 | 51.60 ± 0.85 | +1.10 ± 0.14" in head
+    text = docs.read_text()
+    assert "old" not in text and "51.60 ± 0.85" in text
