@@ -6,7 +6,9 @@ training).
 
 from __future__ import annotations
 
+import json
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -46,6 +48,11 @@ def test_ablation_report_uses_only_shared_seeds_and_means_per_class():
     assert "+1.50 ± 0.71, better on 2/2" in mscs_line
     per_class = next(line for line in text.splitlines() if line.startswith("| CE + MS + CS | 6"))
     assert per_class == "| CE + MS + CS | 66.0 | 64.0 |"  # (52+55+91)/3 and (50+53+89)/3
+
+
+def _jsonl(rows: Iterable[dict]) -> str:
+    """The text of a results file holding ``rows``, one JSON object per line."""
+    return "".join(json.dumps(r) + "\n" for r in rows)
 
 
 def _rows(rows: list[dict]) -> dict[str, dict]:
@@ -182,7 +189,6 @@ def test_converged_workers_share_the_queue(tmp_path, monkeypatch):
     """Two workers never train one run at once; a claim left by a dead worker is taken over; a worker
     waits for the tuned weight and then trains the runs that need it."""
     import argparse
-    import json
     import os
 
     import camvid_converged as conv
@@ -207,7 +213,7 @@ def test_converged_workers_share_the_queue(tmp_path, monkeypatch):
     rows.update(ce)
     held = rows.pop("fpn_lite0/mscs_w1/seed2/val")
     path = tmp_path / "res.jsonl"
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows.values()))
+    path.write_text(_jsonl(rows.values()))
     other = conv.claim(args, conv.Job("fpn_lite0", "mscs_w1", 2, ("val",), (), "tune_w1"))
     trained = []
 
@@ -238,15 +244,13 @@ def test_converged_workers_share_the_queue(tmp_path, monkeypatch):
 
 
 def test_converged_variant_winner_needs_three_val_seeds_and_to_beat_mscs(tmp_path):
-    import json
 
     import camvid_converged as conv
 
     path = tmp_path / "variants.jsonl"
 
     def write(rows):
-        path.write_text("".join(json.dumps({"variant": v, "seed": s, "split": "val", "miou": m}) + "\n"
-                                for v, s, m in rows))
+        path.write_text(_jsonl({"variant": v, "seed": s, "split": "val", "miou": m} for v, s, m in rows))
 
     write([("mscs", s, 50.0) for s in range(3)] + [("hard_0.5", s, 51.0) for s in range(2)])
     assert conv.variant_winner(path) is None  # two seeds only
@@ -259,7 +263,6 @@ def test_converged_variant_winner_needs_three_val_seeds_and_to_beat_mscs(tmp_pat
 
 
 def test_converged_report_pairs_by_seed_and_keeps_models_and_splits_apart(tmp_path):
-    import json
 
     import camvid_converged as conv
 
@@ -267,7 +270,7 @@ def test_converged_report_pairs_by_seed_and_keeps_models_and_splits_apart(tmp_pa
     rows += [_converged_row("fpn_lite0", "mscs_w0.1", "mscs", s, "test", 51.0 + 1.1 * s) for s in (2, 1, 0)]
     rows += [_converged_row("smp_unet_lite0", "ce", "ce", 0, "test", 10.0)]
     path = tmp_path / "r.jsonl"
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    path.write_text(_jsonl(rows))
     text = conv.study_report(path)
     fpn = text.split("#### smp_unet_lite0")[0]
     assert "| CE | 3 | 51.00 ± 1.00 | 0: 50.00, 1: 51.00, 2: 52.00 | - |" in fpn
@@ -276,7 +279,6 @@ def test_converged_report_pairs_by_seed_and_keeps_models_and_splits_apart(tmp_pa
 
 
 def test_converged_headline_is_the_test_table_of_every_model_paired_against_its_own_ce(tmp_path):
-    import json
 
     import camvid_converged as conv
     from camvid_ablation import write_block
@@ -286,7 +288,7 @@ def test_converged_headline_is_the_test_table_of_every_model_paired_against_its_
     rows += [_converged_row("fpn_lite0", "ce", "ce", 0, "val", 90.0)]  # val is not in the headline
     rows += [_converged_row("smp_unet_lite0", "ce", "ce", 0, "test", 10.0)]
     path = tmp_path / "r.jsonl"
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    path.write_text(_jsonl(rows))
     lines = conv.headline(path).splitlines()
     assert lines[2] == "| fpn_lite0 | CE | 3 | 51.00 ± 1.00 | - |"  # CE first, then the others
     assert lines[3].startswith("| fpn_lite0 | CE + 0.1 MS+CS (the paper's defaults) | 3 | 52.10 ± 1.10 | +1.10 ± 0.10")
@@ -294,7 +296,7 @@ def test_converged_headline_is_the_test_table_of_every_model_paired_against_its_
     assert "planned test runs are scored so far" in lines[6]  # the tuned weight is not chosen yet
     assert "90.00" not in conv.headline(path)
     tuned = _tuned_rows(conv, best=1.0)  # w = 1.0 chosen: the study's test runs are all known
-    path.write_text("".join(json.dumps(r) + "\n" for r in [*rows, *tuned.values()]))
+    path.write_text(_jsonl([*rows, *tuned.values()]))
     n_test = 3 * len(conv.STUDY_SEEDS["fpn_lite0"]) + 2 * len(conv.STUDY_SEEDS["smp_unet_lite0"])
     assert conv.headline(path).splitlines()[-1].startswith(f"7 of the study's {n_test} test runs are scored")
     readme = tmp_path / "README.md"
@@ -305,7 +307,6 @@ def test_converged_headline_is_the_test_table_of_every_model_paired_against_its_
 
 
 def test_converged_report_names_the_default_as_tuned_when_w_01_is_chosen(tmp_path):
-    import json
 
     import camvid_converged as conv
 
@@ -313,7 +314,7 @@ def test_converged_report_names_the_default_as_tuned_when_w_01_is_chosen(tmp_pat
             for w, m in ((0.1, 53.0), (0.3, 52.0), (1.0, 51.0)) for s in conv.TUNE_SEEDS]
     rows += [_converged_row("fpn_lite0", "mscs_w0.1", "mscs", s, "test", 51.0 + s) for s in (0, 1)]
     path = tmp_path / "r.jsonl"
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows) + '{"key": "half-writ')  # a kill mid-append
+    path.write_text(_jsonl(rows) + '{"key": "half-writ')  # a kill mid-append
     text = conv.study_report(path)
     assert "| CE + 0.1 MS+CS (the paper's defaults) = CE + w MS+CS (w chosen on the FPN's val runs), w = 0.1 | 2 |" \
         in text
@@ -321,7 +322,6 @@ def test_converged_report_names_the_default_as_tuned_when_w_01_is_chosen(tmp_pat
 
 
 def test_converged_per_class_gains_pair_by_seed(tmp_path):
-    import json
 
     import camvid_converged as conv
 
@@ -335,7 +335,7 @@ def test_converged_per_class_gains_pair_by_seed(tmp_path):
     extra = _converged_row("fpn_lite0", "mscs_w0.1", "mscs", 7, "test", 60.0)  # no CE partner: left out
     extra["per_class"] = {"Sky": 0.0, "Road": 0.0}
     path = tmp_path / "r.jsonl"
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows + [extra]))
+    path.write_text(_jsonl(rows + [extra]))
     gains = conv.per_class_gains(path)
     (label, g), = gains.items()
     assert label.startswith("CE + 0.1 MS+CS")
@@ -346,7 +346,7 @@ def test_converged_per_class_gains_pair_by_seed(tmp_path):
     smp = [_converged_row("smp_unet_lite0", run, setting, 0, "test", 40.0) for run, setting in
            (("ce", "ce"), ("mscs_w0.3", "mscs_tuned"))]
     smp[0]["per_class"], smp[1]["per_class"] = {"Sky": 70.0, "Road": 80.0}, {"Sky": 71.0, "Road": 79.0}
-    path.write_text(path.read_text() + "".join(json.dumps(r) + "\n" for r in smp))
+    path.write_text(path.read_text() + _jsonl(smp))
     assert list(conv.per_class_gains(path, "smp_unet_lite0").values()) == [{"Sky": 1.0, "Road": -1.0}]
     conv.gains_figure(path, tmp_path / "g2.png")  # one panel per model
     assert (tmp_path / "g2.png").stat().st_size > (tmp_path / "g.png").stat().st_size
@@ -354,7 +354,6 @@ def test_converged_per_class_gains_pair_by_seed(tmp_path):
 
 def test_converged_calibration_figure_marks_the_recipes_final_val_runs(tmp_path):
     import argparse
-    import json
 
     import camvid_converged as conv
 
@@ -366,14 +365,13 @@ def test_converged_calibration_figure_marks_the_recipes_final_val_runs(tmp_path)
     rows += [_converged_row("fpn_lite0", "mscs_w0.3", "tune_w0.3", 0, "val", 70.0),  # not the 0.1 twin
              _converged_row("fpn_lite0", "ce", "ce", 0, "test", 1.0),  # not val
              _converged_row("smp_unet_lite0", "ce", "ce", 0, "val", 2.0)]  # not the FPN
-    (tmp_path / "r.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (tmp_path / "r.jsonl").write_text(_jsonl(rows))
     assert conv.recipe_endpoints(tmp_path / "r.jsonl") == {"ce": (10, [60.0, 61.0])}
     conv.figure(curve, tmp_path / "c.png", args)
     assert (tmp_path / "c.png").stat().st_size > 1000
 
 
 def test_converged_fit_time_counts_each_start_up_to_its_last_checkpoint(tmp_path):
-    import json
     import os
 
     import camvid_converged as conv
@@ -440,7 +438,6 @@ def test_converged_worker_takes_runs_with_a_checkpoint_first(tmp_path, monkeypat
     """A model already trained (for its val score) is scored on test, and an interrupted run resumed,
     before any new run is trained: what this machine trained is used before the session ends."""
     import argparse
-    import json
 
     import camvid_converged as conv
 
@@ -449,7 +446,7 @@ def test_converged_worker_takes_runs_with_a_checkpoint_first(tmp_path, monkeypat
     rows = _tuned_rows(conv, best=0.3)
     rows.update({f"fpn_lite0/ce/seed{s}/val": _converged_row("fpn_lite0", "ce", "ce", s, "val", 55.0)
                  for s in conv.TUNE_SEEDS})
-    Path(args.results).write_text("".join(json.dumps(r) + "\n" for r in rows.values()))
+    Path(args.results).write_text(_jsonl(rows.values()))
     for model, run, seed in (("fpn_lite0", "mscs_w0.3", 2), ("fpn_lite0", "ce", 2), ("smp_unet_lite0", "ce", 1)):
         ckpt = tmp_path / "runs" / model / run / f"seed{seed}" / "checkpoints" / "last.ckpt"
         ckpt.parent.mkdir(parents=True)
@@ -473,7 +470,6 @@ def test_converged_worker_takes_runs_with_a_checkpoint_first(tmp_path, monkeypat
 
 def test_converged_remaining_lists_the_queue_and_marks_checkpoints(tmp_path):
     import argparse
-    import json
 
     import camvid_converged as conv
 
@@ -490,7 +486,7 @@ def test_converged_remaining_lists_the_queue_and_marks_checkpoints(tmp_path):
         for sp in j.splits:
             r = _converged_row(j.model, j.run, j.setting, j.seed, sp, 1.0)
             rows[r["key"]] = r
-    Path(args.results).write_text("".join(json.dumps(r) + "\n" for r in rows.values()))
+    Path(args.results).write_text(_jsonl(rows.values()))
     assert conv.remaining(args) == ""
 
 
@@ -508,14 +504,13 @@ def test_model_cost_splits_flops_into_encoder_and_decoder():
 
 
 def test_converged_report_command_writes_the_docs_and_readme_blocks(tmp_path, monkeypatch, capsys):
-    import json
 
     import camvid_converged as conv
 
     rows = [_converged_row("fpn_lite0", "ce", "ce", s, "test", 50.0 + s) for s in (0, 1)]
     rows += [_converged_row("fpn_lite0", "mscs_w0.1", "mscs", s, "test", 51.0 + 1.2 * s) for s in (0, 1)]
     results = tmp_path / "res.jsonl"
-    results.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    results.write_text(_jsonl(rows))
     docs, readme = tmp_path / "results.md", tmp_path / "README.md"
     docs.write_text("<!-- CALIBRATION:BEGIN -->\n<!-- CALIBRATION:END -->\n<!-- CONVERGED:BEGIN -->\nold\n"
                     "<!-- CONVERGED:END -->\n")
