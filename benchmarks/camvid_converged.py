@@ -59,14 +59,20 @@ from camvid_ablation import append_result  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = "fpn_lite0"
 CONFIGS = {"ce": "fpn_lite0_ce.yaml", "mscs": "fpn_lite0_mscs.yaml"}
+# the calibration of the other models: their CE recipe, its schedule overridden as for the FPN's
+CALIBRATION_CONFIGS = {MODEL: CONFIGS, "smp_unet_lite0": {"ce": "smp_unet_lite0_ce.yaml"}}
 LABELS = {"ce": "CE", "mscs": "CE + 0.1 MS+CS"}
 CALIBRATION_CKPT_EVERY = 99
 
 
 def calibration_args(args, setting: str, out: Path) -> list[str]:
     logger = {"class_path": "lightning.pytorch.loggers.CSVLogger", "init_args": {"save_dir": str(out), "name": "csv"}}
+    model = getattr(args, "model", MODEL)
+    if setting not in CALIBRATION_CONFIGS[model]:
+        raise SystemExit(f"--calibrate --model {model}: no {setting!r} recipe (it has "
+                         f"{sorted(CALIBRATION_CONFIGS[model])})")
     return [
-        "--config", str(ROOT / "configs" / "camvid" / CONFIGS[setting]),
+        "--config", str(ROOT / "configs" / "camvid" / CALIBRATION_CONFIGS[model][setting]),
         "--data.root", str(args.data_root),
         "--seed_everything", str(args.seed),
         "--trainer.max_steps", str(args.steps),
@@ -83,7 +89,16 @@ def calibration_args(args, setting: str, out: Path) -> list[str]:
         "--data.batch_size", str(args.batch),
         "--data.num_workers", str(args.workers),
     ] + (["--model.contrast.max_views", "2500", "--model.contrast.max_total", "10000"]  # the paper's caps
-         if setting == "mscs" else [])
+         if setting == "mscs" else []) + optimizer_args(args)
+
+
+def optimizer_args(args) -> list[str]:
+    """The ``--optimizer``/``--lr``/``--weight-decay`` overrides of a calibration run (none: the config's)."""
+    out = []
+    for flag, key in (("name", "optimizer"), ("lr", "lr"), ("weight_decay", "weight_decay")):
+        if (v := getattr(args, key, None)) is not None:
+            out += [f"--model.optimizer.{flag}", str(v)]
+    return out
 
 
 def read_curve(out: Path, final: bool = True) -> dict[int, float]:
@@ -120,15 +135,24 @@ def load_rows(path: Path) -> list[dict]:
     return rows
 
 
+# what a calibration row without the key (one recorded before it existed) was trained with
+SCHEDULE_DEFAULTS = {"model": MODEL, "optimizer": None, "lr": None, "weight_decay": None}
+
+
 def schedule(args) -> dict:
-    """What makes two calibration runs the same run (besides setting and seed)."""
-    return {"schedule_steps": args.steps, "crop": list(args.crop), "batch": args.batch}
+    """What makes two calibration runs the same run (besides setting and seed); ``optimizer``, ``lr``
+    and ``weight_decay`` are ``None`` where the recipe's own are used."""
+    return {"schedule_steps": args.steps, "crop": list(args.crop), "batch": args.batch,
+            **{k: getattr(args, k, d) for k, d in SCHEDULE_DEFAULTS.items()}}
+
+
+def same_schedule(row: dict, sched: dict, keys: Sequence[str] | None = None) -> bool:
+    return all(row.get(k, SCHEDULE_DEFAULTS.get(k)) == sched[k] for k in (keys or sched))
 
 
 def curve_rows(path: Path, args) -> list[dict]:
     sched = schedule(args)
-    return [r for r in load_rows(path) if r.get("kind") == "calibration"
-            and all(r.get(k) == v for k, v in sched.items())]
+    return [r for r in load_rows(path) if r.get("kind") == "calibration" and same_schedule(r, sched)]
 
 
 def record_curve(path: Path, setting: str, seed: int, points: dict[int, float], args) -> int:
@@ -138,7 +162,7 @@ def record_curve(path: Path, setting: str, seed: int, points: dict[int, float], 
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a") as f:
         for step, miou in new:
-            f.write(json.dumps({"kind": "calibration", "setting": setting, "model": MODEL, "seed": seed,
+            f.write(json.dumps({"kind": "calibration", "setting": setting, "seed": seed,
                                 "split": "val", "step": step, "miou": miou, **schedule(args)}) + "\n")
     return len(new)
 
@@ -147,6 +171,8 @@ def calibrate(args) -> None:
     path = Path(args.curve)
     for setting in args.settings:
         name = f"{setting}_{args.steps}steps_{args.crop[0]}x{args.crop[1]}_b{args.batch}"
+        if (model := getattr(args, "model", MODEL)) != MODEL or optimizer_args(args):
+            name = f"{model}_{opt_slug(schedule(args))}_{name}"
         out = Path(args.out) / "calibration" / name / f"seed{args.seed}"
         done = out / "done"
         if done.exists():
@@ -595,7 +621,51 @@ def headline(path: Path, winner: str | None = None) -> str:
     return "\n".join(lines)
 
 
+def opt_label(row: dict) -> str:
+    """``"adamw, lr 0.001, wd 0.01"``: a calibration row's optimizer (``"the recipe's optimizer"``: none given)."""
+    name, lr, wd = (row.get(k) for k in ("optimizer", "lr", "weight_decay"))
+    if name is None and lr is None and wd is None:
+        return "the recipe's optimizer"
+    return ", ".join([name or "the recipe's optimizer"] + ([f"lr {lr:g}"] if lr is not None else [])
+                     + ([f"wd {wd:g}"] if wd is not None else []))
+
+
+def opt_slug(row: dict) -> str:
+    """A folder-name form of :func:`opt_label`: ``adamw_lr0.001_wd0.01``."""
+    name, lr, wd = (row.get(k) for k in ("optimizer", "lr", "weight_decay"))
+    return "_".join([name or "recipe"] + ([f"lr{lr:g}"] if lr is not None else [])
+                    + ([f"wd{wd:g}"] if wd is not None else []))
+
+
+def other_curves(path: Path) -> dict[str, dict[str, dict[int, float]]]:
+    """The calibration curves of the models other than the FPN: ``{model: {"CE, adamw, lr 0.001, ...
+    (1250-step poly, seed 0)": {step: val mIoU}}}``."""
+    out: dict[str, dict[str, dict[int, float]]] = {}
+    for r in load_rows(path):
+        if r.get("kind") != "calibration" or r.get("model", MODEL) == MODEL:
+            continue
+        label = (f"{LABELS[r['setting']]}, {opt_label(r)} ({r['schedule_steps']}-step poly, "
+                 f"{r['crop'][0]}x{r['crop'][1]} crops, batch {r['batch']}, seed {r['seed']})")
+        out.setdefault(r["model"], {}).setdefault(label, {})[r["step"]] = r["miou"]
+    return out
+
+
+def other_report(path: Path) -> str:
+    """One val table per model other than the FPN, one column per calibration run."""
+    lines = []
+    for model, curves in other_curves(path).items():
+        labels = list(curves)
+        steps = sorted({s for c in curves.values() for s in c})
+        lines += [f"{model}, val mIoU (%):", "", "| step | " + " | ".join(labels) + " |",
+                  "|---|" + "---|" * len(labels)]
+        lines += [f"| {step} | " + " | ".join(f"{curves[lb][step]:.2f}" if step in curves[lb] else "-"
+                                            for lb in labels) + " |" for step in steps]
+        lines.append("")
+    return "\n".join(lines).rstrip()
+
+
 def report(path: Path, args) -> str:
+    """The FPN's calibration table (``args``' schedule and seed), then those of the other models."""
     rows = [r for r in curve_rows(path, args) if r["seed"] == args.seed]
     settings = sorted({r["setting"] for r in rows}, key=list(CONFIGS).index)
     steps = sorted({r["step"] for r in rows})
@@ -605,6 +675,8 @@ def report(path: Path, args) -> str:
     for step in steps:
         lines.append(f"| {step} | " + " | ".join(f"{by[(s, step)]:.2f}" if (s, step) in by else "-"
                                                 for s in settings) + " |")
+    if others := other_report(path):
+        lines += ["", others]
     return "\n".join(lines)
 
 
@@ -615,7 +687,9 @@ def figure(path: Path, dest: Path, args) -> None:
     import matplotlib.pyplot as plt
 
     rows = [r for r in curve_rows(path, args) if r["seed"] == args.seed]
-    fig, ax = plt.subplots(figsize=(6, 4))
+    others = other_curves(path)
+    fig, axes = plt.subplots(1, 1 + len(others), figsize=(6 + 6 * len(others), 4), squeeze=False)
+    ax = axes[0, 0]
     ends = recipe_endpoints(Path(args.results))
     for i, s in enumerate(sorted({r["setting"] for r in rows} | set(ends), key=list(CONFIGS).index)):
         pts = sorted((r["step"], r["miou"]) for r in rows if r["setting"] == s)
@@ -633,6 +707,15 @@ def figure(path: Path, dest: Path, args) -> None:
     ax.set_title("CamVid val, FPN + EfficientNet-Lite0 (calibration)")
     ax.grid(alpha=0.3)
     ax.legend()
+    for ax, (model, curves) in zip(axes[0, 1:], others.items()):
+        for i, (label, pts) in enumerate(curves.items()):
+            steps = sorted(pts)
+            ax.plot(steps, [pts[s] for s in steps], marker="o", color=f"C{i + 2}", label=label)
+        ax.set_xlabel("training step")
+        ax.set_ylabel("val mIoU (%)")
+        ax.set_title(f"CamVid val, {model} (calibration)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
     dest.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
     fig.savefig(dest, dpi=120)
@@ -703,6 +786,12 @@ def main() -> None:
     p.add_argument("--data-root", default=os.environ.get("SCALECONTRAST_CAMVID", "../shared/data/camvid"))
     p.add_argument("--calibrate", action="store_true", help="train the calibration run(s) (resumable)")
     p.add_argument("--settings", nargs="+", default=["ce"], choices=list(CONFIGS))
+    p.add_argument("--model", default=MODEL, choices=list(CALIBRATION_CONFIGS),
+                   help="the model --calibrate trains (its CE recipe, with the schedule given here)")
+    p.add_argument("--optimizer", default=None, choices=["sgd", "adamw"],
+                   help="--calibrate: the optimizer (default: the recipe's)")
+    p.add_argument("--lr", type=float, default=None, help="--calibrate: the peak learning rate (default: the recipe's)")
+    p.add_argument("--weight-decay", type=float, default=None, help="--calibrate: weight decay (default: the recipe's)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--steps", type=int, default=3000, help="length of the calibration's poly schedule")
     p.add_argument("--val-every", type=int, default=250)

@@ -371,6 +371,42 @@ def test_converged_calibration_figure_marks_the_recipes_final_val_runs(tmp_path)
     assert (tmp_path / "c.png").stat().st_size > 1000
 
 
+
+def test_converged_calibration_of_another_model_keeps_its_optimizer_apart(tmp_path):
+    import argparse
+
+    import camvid_converged as conv
+
+    fpn = argparse.Namespace(seed=0, steps=3000, crop=[256, 256], batch=8, results=str(tmp_path / "r.jsonl"))
+    curve = tmp_path / "curve.jsonl"
+    curve.write_text(_jsonl([{"kind": "calibration", "setting": "ce", "model": "fpn_lite0", "seed": 0, "split": "val",
+                              "step": 250, "miou": 50.0, "schedule_steps": 3000, "crop": [256, 256],
+                              "batch": 8}]))  # a row from before the optimizer was recorded: the FPN's recipe
+    unet = {"model": "smp_unet_lite0", "steps": 1250, "crop": [256, 256], "batch": 8, "seed": 0}
+    adamw = argparse.Namespace(**unet, optimizer="adamw", lr=0.001, weight_decay=0.01)
+    sgd = argparse.Namespace(**unet, optimizer="sgd", lr=0.05, weight_decay=None)
+    assert conv.optimizer_args(adamw) == ["--model.optimizer.name", "adamw", "--model.optimizer.lr", "0.001",
+                                          "--model.optimizer.weight_decay", "0.01"]
+    args = conv.calibration_args(argparse.Namespace(**vars(sgd), data_root="d", val_every=250, workers=1), "ce",
+                                 tmp_path)
+    assert args[1].endswith("smp_unet_lite0_ce.yaml") and args[-4:] == ["--model.optimizer.name", "sgd",
+                                                                         "--model.optimizer.lr", "0.05"]
+    with pytest.raises(SystemExit, match="no 'mscs' recipe"):
+        conv.calibration_args(argparse.Namespace(**vars(sgd), data_root="d", val_every=250, workers=1), "mscs",
+                              tmp_path)
+    assert conv.record_curve(curve, "ce", 0, {250: 30.0, 500: 40.0}, adamw) == 2
+    assert conv.record_curve(curve, "ce", 0, {250: 20.0}, sgd) == 1  # another optimizer: another curve
+    assert conv.record_curve(curve, "ce", 0, {250: 30.0}, adamw) == 0
+    assert [r["miou"] for r in conv.curve_rows(curve, fpn)] == [50.0]  # the FPN's table: its own rows only
+    assert conv.opt_slug(conv.schedule(sgd)) == "sgd_lr0.05"
+    curves = conv.other_curves(curve)["smp_unet_lite0"]
+    assert list(curves.values()) == [{250: 30.0, 500: 40.0}, {250: 20.0}]
+    assert next(iter(curves)).startswith("CE, adamw, lr 0.001, wd 0.01 (1250-step poly")
+    text = conv.report(curve, fpn)
+    assert "| 250 | 50.00 |" in text and "smp_unet_lite0, val mIoU (%):" in text and "| 500 | 40.00 | - |" in text
+    conv.figure(curve, tmp_path / "c.png", fpn)  # a second panel for the Unet
+    assert (tmp_path / "c.png").stat().st_size > 1000
+
 def test_converged_fit_time_counts_each_start_up_to_its_last_checkpoint(tmp_path):
     import os
 
