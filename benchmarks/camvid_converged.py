@@ -533,6 +533,25 @@ def work(args, phases: Sequence[str], poll: float = 60.0) -> None:
     print(f"done; weight chosen on val: {w if w is None else f'{w:g}'}", flush=True)
 
 
+def score_finished(args, model_run: str, split: str) -> None:
+    """Score the final model of every finished seed of ``model/run`` (e.g. ``smp_unet_lite0_sgd/ce``) in
+    ``--out`` on ``split`` too, one row each (a row already there is kept), with the setting of its
+    other rows."""
+    model, _, run = model_run.partition("/")
+    if model not in RECIPES or not run:
+        raise SystemExit(f"--score {model_run}: give MODEL/RUN with MODEL one of {sorted(RECIPES)}")
+    path = Path(args.results)
+    results = load_keyed(path)
+    settings = {r["setting"] for r in results.values() if r["model"] == model and r["run"] == run}
+    seeds = sorted(int(d.name.removeprefix("seed")) for d in (Path(args.out) / model / run).glob("seed*")
+                   if (d / "fit_done").exists())
+    if not seeds or len(settings) != 1:
+        raise SystemExit(f"--score {model_run}: no finished run with rows in {path} under {Path(args.out) / model_run}")
+    setting = settings.pop()
+    for seed in seeds:
+        fit_and_score(args, model, run, seed, (split,), (), load_keyed(path), path, setting)
+
+
 def remaining(args) -> str:
     """What the queue of ``--tune --study`` still holds: one line per trained configuration and seed,
     marked when a checkpoint of it is in ``--out`` (empty when the study is complete)."""
@@ -689,6 +708,10 @@ def report(path: Path, args) -> str:
     return "\n".join(lines)
 
 
+# a calibration panel also marks the val scores of another model's final CE runs: the first smp Unet pair's
+PANEL_ENDPOINTS = {"smp_unet_lite0": {"smp_unet_lite0_sgd": "CE, the FPN's sgd, lr 0.01 (the first pair's runs)"}}
+
+
 def figure(path: Path, dest: Path, args) -> None:
     import matplotlib
 
@@ -716,10 +739,19 @@ def figure(path: Path, dest: Path, args) -> None:
     ax.set_title("CamVid val, FPN + EfficientNet-Lite0 (calibration)")
     ax.grid(alpha=0.3)
     ax.legend()
+    results = load_keyed(Path(args.results))
     for ax, (model, curves) in zip(axes[0, 1:], others.items()):
         for i, (label, pts) in enumerate(curves.items()):
             steps = sorted(pts)
             ax.plot(steps, [pts[s] for s in steps], marker="o", color=f"C{i + 2}", label=label)
+        for i, (other, label) in enumerate(PANEL_ENDPOINTS.get(model, {}).items(), start=len(curves) + 2):
+            rows = [r for r in results.values() if r["model"] == other and r["run"] == "ce" and r["split"] == "val"]
+            if rows:
+                vals = [r["miou"] for r in rows]
+                spread = statistics.stdev(vals) if len(vals) > 1 else 0
+                ax.errorbar([rows[0]["steps"]], [statistics.mean(vals)], yerr=[spread], fmt="s", color=f"C{i}",
+                            markersize=8, capsize=4, markerfacecolor="none",
+                            label=f"{label}, final ({len(vals)} seed{'s' if len(vals) > 1 else ''})")
         ax.set_xlabel("training step")
         ax.set_ylabel("val mIoU (%)")
         ax.set_title(f"CamVid val, {model} (calibration)")
@@ -814,6 +846,9 @@ def main() -> None:
     p.add_argument("--results", default=str(ROOT / "docs" / "results" / "camvid_converged.jsonl"))
     p.add_argument("--variants", default=str(ROOT / "docs" / "results" / "camvid_variants.jsonl"),
                    help="the peers' options study's results (its val winner joins the study)")
+    p.add_argument("--score", nargs=2, metavar=("MODEL/RUN", "SPLIT"),
+                   help="score the final models of a trained configuration's finished seeds on SPLIT too, "
+                        "e.g. --score smp_unet_lite0_sgd/ce val")
     p.add_argument("--report", action="store_true", help="print the tables and what the queue still holds")
     p.add_argument("--figure", default=None, help="draw the calibration curve into this PNG")
     p.add_argument("--gains-figure", default=None, help="draw the per-class test gains over CE into this PNG")
@@ -829,7 +864,9 @@ def main() -> None:
     phases = [name for name, on in (("tune", args.tune), ("study", args.study)) if on]
     if phases:
         work(args, phases)
-    if args.report or not (args.calibrate or args.tune or args.study):
+    if args.score:
+        score_finished(args, *args.score)
+    if args.report or not (args.calibrate or args.tune or args.study or args.score):
         calibration, study_text = report(Path(args.curve), args), study_report(Path(args.results))
         print(calibration)
         print()

@@ -406,6 +406,11 @@ def test_converged_calibration_of_another_model_keeps_its_optimizer_apart(tmp_pa
     assert "| 250 | 50.00 |" in text and "smp_unet_lite0, val mIoU (%):" in text and "| 500 | 40.00 | - |" in text
     conv.figure(curve, tmp_path / "c.png", fpn)  # a second panel for the Unet
     assert (tmp_path / "c.png").stat().st_size > 1000
+    # the panel marks the first smp pair's final CE val scores
+    (tmp_path / "r.jsonl").write_text(_jsonl([_converged_row("smp_unet_lite0_sgd", "ce", "ce", s, "val", 38.0 + s)
+                                              for s in (0, 1)]))
+    conv.figure(curve, tmp_path / "c2.png", fpn)
+    assert (tmp_path / "c2.png").stat().st_size > (tmp_path / "c.png").stat().st_size
 
 def test_converged_fit_time_counts_each_start_up_to_its_last_checkpoint(tmp_path):
     import os
@@ -563,3 +568,27 @@ def test_converged_report_command_writes_the_docs_and_readme_blocks(tmp_path, mo
     assert "| fpn_lite0 | CE + 0.1 MS+CS (the paper's defaults) | 2 | 51.60 ± 0.85 | +1.10 ± 0.14" in head
     text = docs.read_text()
     assert "old" not in text and "51.60 ± 0.85" in text
+
+
+def test_converged_score_scores_the_finished_seeds_of_a_run_on_another_split(tmp_path, monkeypatch):
+    import argparse
+
+    import camvid_converged as conv
+
+    results = tmp_path / "r.jsonl"
+    results.write_text(_jsonl([_converged_row("smp_unet_lite0_sgd", "ce", "ce", s, "test", 35.0) for s in (0, 1)]))
+    for seed, finished in ((0, True), (1, True), (2, False)):
+        d = tmp_path / "out" / "smp_unet_lite0_sgd" / "ce" / f"seed{seed}"
+        d.mkdir(parents=True)
+        if finished:
+            (d / "fit_done").touch()
+    calls = []
+    monkeypatch.setattr(conv, "fit_and_score", lambda args, model, run, seed, splits, extra, res, path, setting:
+                        calls.append((model, run, seed, splits, setting)))
+    args = argparse.Namespace(out=str(tmp_path / "out"), results=str(results))
+    conv.score_finished(args, "smp_unet_lite0_sgd/ce", "val")
+    assert calls == [("smp_unet_lite0_sgd", "ce", s, ("val",), "ce") for s in (0, 1)]  # seed 2 is not finished
+    with pytest.raises(SystemExit, match="MODEL/RUN"):
+        conv.score_finished(args, "nosuchmodel/ce", "val")
+    with pytest.raises(SystemExit, match="no finished run"):
+        conv.score_finished(args, "smp_unet_lite0_sgd/mscs_w1", "val")
