@@ -551,6 +551,7 @@ def score_finished(args, model_run: str, split: str) -> None:
     setting = settings.pop()
     for seed in seeds:
         fit_and_score(args, model, run, seed, (split,), (), load_keyed(path), path, setting)
+    print(f"{model_run}: seeds {seeds} scored on {split} (rows of {path})", flush=True)
 
 
 def remaining(args) -> str:
