@@ -99,10 +99,13 @@ def calibration_args(args, setting: str, out: Path) -> list[str]:
          if setting == "mscs" else []) + optimizer_args(args)
 
 
+OPTIMIZER_KEYS = {"optimizer": "name", "lr": "lr", "weight_decay": "weight_decay"}  # arg -> model.optimizer.*
+
+
 def optimizer_args(args) -> list[str]:
     """The ``--optimizer``/``--lr``/``--weight-decay`` overrides of a calibration run (none: the config's)."""
     out = []
-    for flag, key in (("name", "optimizer"), ("lr", "lr"), ("weight_decay", "weight_decay")):
+    for key, flag in OPTIMIZER_KEYS.items():
         if (v := getattr(args, key, None)) is not None:
             out += [f"--model.optimizer.{flag}", str(v)]
     return out
@@ -143,7 +146,7 @@ def load_rows(path: Path) -> list[dict]:
 
 
 # what a calibration row without the key (one recorded before it existed) was trained with
-SCHEDULE_DEFAULTS = {"model": MODEL, "optimizer": None, "lr": None, "weight_decay": None}
+SCHEDULE_DEFAULTS = {"model": MODEL, **dict.fromkeys(OPTIMIZER_KEYS)}
 
 
 def schedule(args) -> dict:
@@ -153,8 +156,8 @@ def schedule(args) -> dict:
             **{k: getattr(args, k, d) for k, d in SCHEDULE_DEFAULTS.items()}}
 
 
-def same_schedule(row: dict, sched: dict, keys: Sequence[str] | None = None) -> bool:
-    return all(row.get(k, SCHEDULE_DEFAULTS.get(k)) == sched[k] for k in (keys or sched))
+def same_schedule(row: dict, sched: dict) -> bool:
+    return all(row.get(k, SCHEDULE_DEFAULTS.get(k)) == v for k, v in sched.items())
 
 
 def curve_rows(path: Path, args) -> list[dict]:
@@ -550,7 +553,7 @@ def score_finished(args, model_run: str, split: str) -> None:
         raise SystemExit(f"--score {model_run}: no finished run with rows in {path} under {Path(args.out) / model_run}")
     setting = settings.pop()
     for seed in seeds:
-        fit_and_score(args, model, run, seed, (split,), (), load_keyed(path), path, setting)
+        fit_and_score(args, model, run, seed, (split,), (), results, path, setting)
     print(f"{model_run}: seeds {seeds} scored on {split} (rows of {path})", flush=True)
 
 
@@ -652,20 +655,22 @@ def headline(path: Path, winner: str | None = None) -> str:
     return "\n".join(lines)
 
 
+def _opt_parts(row: dict) -> tuple[str | None, list[tuple[str, float]]]:
+    """A calibration row's optimizer name and its given ``("lr", v)``/``("wd", v)`` (``None``: the recipe's)."""
+    given = [(short, row[k]) for k, short in (("lr", "lr"), ("weight_decay", "wd")) if row.get(k) is not None]
+    return row.get("optimizer"), given
+
+
 def opt_label(row: dict) -> str:
     """``"adamw, lr 0.001, wd 0.01"``: a calibration row's optimizer (``"the recipe's optimizer"``: none given)."""
-    name, lr, wd = (row.get(k) for k in ("optimizer", "lr", "weight_decay"))
-    if name is None and lr is None and wd is None:
-        return "the recipe's optimizer"
-    return ", ".join([name or "the recipe's optimizer"] + ([f"lr {lr:g}"] if lr is not None else [])
-                     + ([f"wd {wd:g}"] if wd is not None else []))
+    name, given = _opt_parts(row)
+    return ", ".join([name or "the recipe's optimizer"] + [f"{k} {v:g}" for k, v in given])
 
 
 def opt_slug(row: dict) -> str:
     """A folder-name form of :func:`opt_label`: ``adamw_lr0.001_wd0.01``."""
-    name, lr, wd = (row.get(k) for k in ("optimizer", "lr", "weight_decay"))
-    return "_".join([name or "recipe"] + ([f"lr{lr:g}"] if lr is not None else [])
-                    + ([f"wd{wd:g}"] if wd is not None else []))
+    name, given = _opt_parts(row)
+    return "_".join([name or "recipe"] + [f"{k}{v:g}" for k, v in given])
 
 
 def other_curves(path: Path) -> dict[str, dict[str, dict[int, float]]]:
@@ -715,6 +720,13 @@ def report(path: Path, args) -> str:
 PANEL_ENDPOINTS = {"smp_unet_lite0": {"smp_unet_lite0_sgd": "CE, the FPN's sgd, lr 0.01 (the first pair's runs)"}}
 
 
+def mark_final(ax, step: float, vals: list[float], color: str, label: str) -> None:
+    """The val scores of a recipe's final models on a calibration panel: mean ± std over seeds."""
+    ax.errorbar([step], [statistics.mean(vals)], yerr=[statistics.stdev(vals) if len(vals) > 1 else 0], fmt="s",
+                color=color, markersize=8, capsize=4, markerfacecolor="none",
+                label=f"{label} ({len(vals)} seed{'s' if len(vals) > 1 else ''})")
+
+
 def figure(path: Path, dest: Path, args) -> None:
     import matplotlib
 
@@ -729,32 +741,24 @@ def figure(path: Path, dest: Path, args) -> None:
     for i, s in enumerate(sorted({r["setting"] for r in rows} | set(ends), key=list(CONFIGS).index)):
         pts = sorted((r["step"], r["miou"]) for r in rows if r["setting"] == s)
         ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", color=f"C{i}", label=LABELS[s])
-        if s in ends:  # the converged recipe's own runs: their final models, mean ± std over seeds
+        if s in ends:  # the converged recipe's own runs: their final models
             step, vals = ends[s]
-            ax.errorbar([step + 25 * (2 * i - 1)], [statistics.mean(vals)],  # side by side
-                        yerr=[statistics.stdev(vals) if len(vals) > 1 else 0],
-                        fmt="s", color=f"C{i}", markersize=8, capsize=4, markerfacecolor="none",
-                        label=f"{LABELS[s]}: the {step}-step recipe, final "
-                              f"({len(vals)} seed{'s' if len(vals) > 1 else ''})")
+            mark_final(ax, step + 25 * (2 * i - 1), vals, f"C{i}",  # side by side
+                       f"{LABELS[s]}: the {step}-step recipe, final")
     ax.set_xlabel(f"training step (batch {args.batch}, {args.crop[0]}x{args.crop[1]} crops, "
                   f"poly schedule over {args.steps})")
     ax.set_ylabel("val mIoU (%)")
     ax.set_title("CamVid val, FPN + EfficientNet-Lite0 (calibration)")
     ax.grid(alpha=0.3)
     ax.legend()
-    results = load_keyed(Path(args.results))
     for ax, (model, curves) in zip(axes[0, 1:], others.items()):
         for i, (label, pts) in enumerate(curves.items()):
             steps = sorted(pts)
             ax.plot(steps, [pts[s] for s in steps], marker="o", color=f"C{i + 2}", label=label)
         for i, (other, label) in enumerate(PANEL_ENDPOINTS.get(model, {}).items(), start=len(curves) + 2):
-            rows = [r for r in results.values() if r["model"] == other and r["run"] == "ce" and r["split"] == "val"]
-            if rows:
-                vals = [r["miou"] for r in rows]
-                spread = statistics.stdev(vals) if len(vals) > 1 else 0
-                ax.errorbar([rows[0]["steps"]], [statistics.mean(vals)], yerr=[spread], fmt="s", color=f"C{i}",
-                            markersize=8, capsize=4, markerfacecolor="none",
-                            label=f"{label}, final ({len(vals)} seed{'s' if len(vals) > 1 else ''})")
+            if "ce" in (ends := recipe_endpoints(Path(args.results), other)):
+                step, vals = ends["ce"]
+                mark_final(ax, step, vals, f"C{i}", f"{label}, final")
         ax.set_xlabel("training step")
         ax.set_ylabel("val mIoU (%)")
         ax.set_title(f"CamVid val, {model} (calibration)")
@@ -766,13 +770,13 @@ def figure(path: Path, dest: Path, args) -> None:
     print(f"wrote {dest}")
 
 
-def recipe_endpoints(path: Path) -> dict[str, tuple[int, list[float]]]:
-    """``{calibration setting: (steps, [val mIoU of each seed])}`` of the converged recipe's FPN runs
-    scored on val (the tuning runs), for the calibration figure."""
+def recipe_endpoints(path: Path, model: str = MODEL) -> dict[str, tuple[int, list[float]]]:
+    """``{calibration setting: (steps, [val mIoU of each seed])}`` of a model's study runs scored on val
+    (the FPN's tuning runs), for the calibration figure."""
     results = load_keyed(path)
     ends: dict[str, tuple[int, list[float]]] = {}
     for setting, run in (("ce", "ce"), ("mscs", run_name("mscs", 0.1))):
-        rows = sorted((r for r in results.values() if r["model"] == MODEL and r["run"] == run
+        rows = sorted((r for r in results.values() if r["model"] == model and r["run"] == run
                        and r["split"] == "val"), key=lambda r: r["seed"])
         if rows:
             ends[setting] = (rows[0]["steps"], [r["miou"] for r in rows])
