@@ -252,6 +252,8 @@ def test_onnx_matches_pytorch(tiny_module, tmp_path):
     # the TorchScript exporter (the fallback; the CLI test covers the default dynamo exporter)
     path = export_onnx(tiny_module, tmp_path / "m.onnx", sample_size=(64, 96), dynamo=False)
     worst = check_onnx(path, tiny_module, sizes=((64, 96), (96, 64), (72, 100)), atol=1e-4, rtol=1e-4)
+    assert worst.dynamic_batch and worst.dynamic_size and not worst.failures
+    worst = worst.max_diff
     assert worst < 1e-4
 
 

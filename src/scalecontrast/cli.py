@@ -17,11 +17,31 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-__all__ = ["main", "run_lightning"]
+import torch
+from lightning.pytorch import Callback
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+from lightning.pytorch.plugins.io import TorchCheckpointIO
+from lightning.pytorch.utilities.exceptions import SIGTERMException
+from lightning.pytorch.utilities.rank_zero import rank_zero_only
+
+from scalecontrast.engine.callbacks import (
+    AtomicCheckpointIO,
+    ExactResume,
+    FinalCheckpoint,
+    NonFiniteCheckpointError,
+    RunFolderLock,
+    RunFolderLockedError,
+    TrainingDivergedError,
+)
+from scalecontrast.engine.checkpoint import CheckpointError, read_checkpoint
+from scalecontrast.engine.preemption import PreemptionCheckpoint
+
+__all__ = ["SegmentationCLI", "compare_settings", "main", "run_lightning"]
 
 LIGHTNING_COMMANDS = ("fit", "validate", "test", "predict")
 EXTRA_COMMANDS = ("segment", "export", "embed", "data")
@@ -53,201 +73,362 @@ Run `scalecontrast COMMAND --help` for the options of a command.
 EVAL_COMMANDS = ("validate", "test", "predict")
 SPECIAL_CKPT = ("last", "best", "hpc")
 UNTRAINED = "none"
-CKPT_HELP = ("Checkpoint to evaluate (required), e.g. RUN/checkpoints/last.ckpt. `--ckpt_path none` scores the "
-             "model as configured, untrained (random weights unless pretrained), on purpose.")
+TRUST_HELP = ("Load a checkpoint that holds pickled Python objects or names classes outside the trusted packages "
+              "(scalecontrast, torch, torchvision, timm, segmentation_models_pytorch, transformers). Loading such a "
+              "file runs code chosen by its author: only for files from a source you trust (default: refuse).")
+SIGTERM_EXIT_CODE = 143  # 128 + SIGTERM, as a shell reports a process ended by it
+DEBUG_ENV = "SCALECONTRAST_DEBUG"
 OVERWRITE_HELP = ("Train into a run folder that already holds checkpoints of another run: last.ckpt and step "
                   "checkpoints of the same name are replaced (default: refuse; resume with --ckpt_path last).")
 
 
-def _lightning_cli_class():
-    from lightning.pytorch.callbacks import ModelCheckpoint
-    from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
-    from lightning.pytorch.plugins.io import TorchCheckpointIO
-    from lightning.pytorch.utilities.rank_zero import rank_zero_only
+# Settings of a run that cannot change on resume: they fix the shapes of the weights (or of the optimiser's
+# state). Each is a key of the module's hyper-parameters; contrast on/off and the head's shapes are checked apart.
+ARCHITECTURE_KEYS = ("model", "taps", "head", "backbone", "num_classes", "model_kwargs")
+CONTRAST_SHAPE_KEYS = ("embed_dim", "memory_size")
 
-    from scalecontrast.engine.callbacks import (
-        AtomicCheckpointIO,
-        ExactResume,
-        FinalCheckpoint,
-        NonFiniteCheckpointError,
-        RunFolderLock,
-        RunFolderLockedError,
-        TrainingDivergedError,
-    )
-    from scalecontrast.engine.export import CheckpointError, read_checkpoint
 
-    class SegmentationCLI(LightningCLI):
-        """LightningCLI with an always-on checkpoint callback (``--checkpoint.*``) writing
-        ``<default_root_dir>/checkpoints/last.ckpt`` so ``fit --ckpt_path last`` resumes (exactly: RNG states
-        and the loader's position are in the checkpoint), atomic finite-only checkpoint writes, a locked run
-        folder, and checked checkpoint paths."""
+def _plain(value: Any) -> Any:
+    """A parsed config value as plain dicts/lists (jsonargparse namespaces included)."""
+    if hasattr(value, "as_dict"):
+        value = value.as_dict()
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items() if not str(k).startswith("__")}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
 
-        def _prepare_subcommand_parser(self, klass: type, subcommand: str, **kwargs):
-            parser = super()._prepare_subcommand_parser(klass, subcommand, **kwargs)
-            if subcommand == "fit":
-                parser.add_argument("--overwrite", type=bool, default=False, help=OVERWRITE_HELP)
-            if subcommand in EVAL_COMMANDS:
-                for action in parser._actions:
-                    if action.dest == "ckpt_path":
-                        action.help = CKPT_HELP
-            return parser
 
-        def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
-            parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
-            parser.set_defaults({
-                "checkpoint.save_last": True,
-                "checkpoint.every_n_train_steps": 100,
-                "checkpoint.filename": "step{step:07d}",
-                "checkpoint.auto_insert_metric_name": False,
-                "checkpoint.save_top_k": 1,
-                # last.ckpt is always this run's (a used folder is refused unless resuming or --overwrite)
-                "checkpoint.enable_version_counter": False,
-            })
+def _flat(value: Any, prefix: str) -> dict[str, Any]:
+    if isinstance(value, Mapping) and value:
+        out: dict[str, Any] = {}
+        for k, v in value.items():
+            out.update(_flat(v, f"{prefix}.{k}"))
+        return out
+    return {prefix: value}
 
-        def _parse_ckpt_path(self) -> None:
-            # Before Lightning's own reading of the file (torch.load, raw errors): one clear message.
-            sub = self.config.get("subcommand")
-            if sub:
-                cfg = self.config[sub]
-                ckpt = cfg.get("ckpt_path")
-                if sub in EVAL_COMMANDS:
-                    if ckpt is None:
-                        raise SystemExit(
-                            f"scalecontrast {sub}: --ckpt_path is required: the checkpoint to score, e.g. "
-                            "--ckpt_path RUN/checkpoints/last.ckpt (written by `fit`). Without it the model would "
-                            f"be scored as initialised; to do that on purpose, pass --ckpt_path {UNTRAINED}")
-                    if str(ckpt).lower() == UNTRAINED:
-                        cfg["ckpt_path"] = ckpt = None
-                        print(f"scalecontrast {sub}: --ckpt_path {UNTRAINED}: scoring the model as initialised "
-                              "(not trained)", file=sys.stderr)
-                if ckpt and str(ckpt) not in SPECIAL_CKPT and not str(ckpt).startswith("registry"):
-                    try:
-                        read_checkpoint(ckpt, weights_only=True, resume=sub == "fit")
-                    except CheckpointError as err:
-                        raise SystemExit(f"scalecontrast {sub}: {err}") from None
-            super()._parse_ckpt_path()
 
-        def before_instantiate_classes(self) -> None:
-            # Evaluating a checkpoint: never fetch backbone weights that are overwritten anyway.
-            sub = self.subcommand
-            cfg = self.config[sub] if sub else self.config
-            model_cfg = cfg.get("model")
-            if sub and sub != "fit" and model_cfg is not None and cfg.get("ckpt_path") is not None:
-                model_cfg["pretrained"] = False
-                model_cfg["init_weights"] = None
-            if model_cfg is not None and model_cfg.get("num_classes") is None and model_cfg.get("model") is None \
-                    and model_cfg.get("head") is not None and cfg.get("data") is not None:
-                # num_classes defaults to the data's (a model given by class path has its own).
-                from scalecontrast.engine import SegmentationDataModule
+def _optimizer_kind(options: Any) -> Any:
+    if isinstance(options, Mapping):
+        return options.get("class_path", options.get("name"))
+    return options
 
-                data = {**cfg["data"].as_dict(), "check": "none"}  # only the class list is read here
-                dm = SegmentationDataModule(**data)
-                split = {"fit": "val_split", "validate": "val_split"}.get(sub or "fit", "test_split")
-                model_cfg["num_classes"] = len(dm.make_dataset(dm.hparams[split]).classes)
 
-        def instantiate_trainer(self, **kwargs):
-            trainer = super().instantiate_trainer(**kwargs)
-            for cb in trainer.checkpoint_callbacks:
-                if isinstance(cb, ModelCheckpoint) and cb.dirpath is None:
-                    cb.dirpath = os.path.join(trainer.default_root_dir, "checkpoints")
-            if not any(isinstance(cb, ExactResume) for cb in trainer.callbacks):
-                trainer.callbacks.insert(0, ExactResume())
-            if not any(isinstance(cb, FinalCheckpoint) for cb in trainer.callbacks):
-                trainer.callbacks.insert(0, FinalCheckpoint())
-            if type(trainer.strategy.checkpoint_io) is TorchCheckpointIO:
-                trainer.strategy.checkpoint_io = AtomicCheckpointIO()
-            return trainer
+def compare_settings(stored: Mapping[str, Any], current: Mapping[str, Any], *, resume: bool) -> tuple[
+        list[str], list[str]]:
+    """``(conflicts, changes)`` between a checkpoint's stored settings and the ones given now, both as
+    ``{"model": {...}, "data": {...}, "seed": ...}``. A conflict changes the weights' shapes (or, when
+    resuming, the optimiser's state) and cannot be applied; a change is shown as a warning."""
+    conflicts: list[str] = []
+    changes: list[str] = []
+    s_model, c_model = stored.get("model") or {}, current.get("model") or {}
+    for key in ARCHITECTURE_KEYS:
+        if key in s_model and key in c_model and key != "num_classes" and s_model[key] != c_model[key]:
+            conflicts.append(f"--model.{key} {c_model[key]!r} (the checkpoint's: {s_model[key]!r})")
+    if s_model.get("num_classes") is not None and c_model.get("num_classes") is not None \
+            and s_model["num_classes"] != c_model["num_classes"]:
+        conflicts.append(f"--model.num_classes {c_model['num_classes']} (the checkpoint's: {s_model['num_classes']})")
+    s_con, c_con = s_model.get("contrast"), c_model.get("contrast")
+    if "contrast" in s_model and "contrast" in c_model and (s_con is None) != (c_con is None):
+        shown = "null (contrast off)" if c_con is None else "on"
+        conflicts.append(f"--model.contrast {shown} (the checkpoint's: {'null' if s_con is None else 'on'}: "
+                         "its contrastive head's weights are there or not)")
+    elif isinstance(s_con, Mapping) and isinstance(c_con, Mapping):
+        for key in CONTRAST_SHAPE_KEYS:
+            if key in s_con and key in c_con and s_con[key] != c_con[key]:
+                conflicts.append(f"--model.contrast.{key} {c_con[key]!r} (the checkpoint's: {s_con[key]!r})")
+    if resume and "optimizer" in s_model and "optimizer" in c_model:
+        old, new = _optimizer_kind(s_model["optimizer"]), _optimizer_kind(c_model["optimizer"])
+        if old != new:
+            conflicts.append(f"the optimiser {new!r} (the checkpoint's: {old!r}: its state cannot be carried over)")
+    if resume:
+        flat_s = {**_flat(s_model, "model"), **_flat(stored.get("data") or {}, "data")}
+        flat_c = {**_flat(c_model, "model"), **_flat(current.get("data") or {}, "data")}
+        skip = ("model.class_names", "model.palette", "model.class_groups", "model.pretrained", "model.init_weights",
+                "model.mean", "model.std",
+                "data.root", "data.num_workers", "data.check")
+        for key in sorted(set(flat_s) & set(flat_c)):
+            if key.startswith(skip) or key.split(".")[1] in ARCHITECTURE_KEYS:
+                continue
+            if flat_s[key] != flat_c[key] and not any(key in c for c in conflicts):
+                changes.append(f"{key}: {flat_s[key]!r} -> {flat_c[key]!r}")
+        if stored.get("seed") is not None and current.get("seed") is not None and stored["seed"] != current["seed"]:
+            changes.append(f"seed_everything: {stored['seed']!r} -> {current['seed']!r}")
+    return conflicts, changes
 
-        # ---- fit: a locked, unused (or resumed) folder; clear errors; the checkpoint written last
-        def _checkpoint_dirs(self) -> list[Path]:
-            return [Path(cb.dirpath) for cb in self.trainer.checkpoint_callbacks
-                    if isinstance(cb, ModelCheckpoint) and cb.dirpath]
 
-        def _check_run_folder(self, ckpt_path: str | None) -> None:
-            overwrite = bool(self.config_init[self.subcommand].get("overwrite", False))
-            for folder in self._checkpoint_dirs():
-                for stale in folder.glob(".*.ckpt.*.tmp"):  # writes cut short by a kill
-                    stale.unlink(missing_ok=True)
-                used = sorted(p.name for p in folder.glob("*.ckpt"))
-                if used and ckpt_path is None and not overwrite:
-                    shown = ", ".join(used[:4]) + (f" and {len(used) - 4} more" if len(used) > 4 else "")
-                    raise SystemExit(
-                        f"scalecontrast fit: {folder} already holds checkpoints of an earlier run ({shown}). Resume "
-                        "it with --ckpt_path last, train into another folder (--trainer.default_root_dir DIR), or "
-                        "replace them with --overwrite true")
-            if ckpt_path == "last":
-                found = [p for cb in self.trainer.checkpoint_callbacks if isinstance(cb, ModelCheckpoint)
-                         for p in cb._find_last_checkpoints(self.trainer)]
-                if found:
-                    newest = max(found, key=os.path.getmtime)
-                    try:
-                        read_checkpoint(newest, weights_only=True, resume=True)
-                    except CheckpointError as err:
-                        others = sorted(str(p) for d in self._checkpoint_dirs() for p in d.glob("*.ckpt")
-                                        if str(p) != str(newest))
-                        alt = f"; other checkpoints there: {', '.join(others[:4])} (--ckpt_path FILE)" if others else ""
-                        raise SystemExit(f"scalecontrast fit --ckpt_path last: {err}{alt}") from None
+class RunSettings(Callback):
+    """Keeps the run's seed in its checkpoints (``callbacks`` state) so a resume can say when it changed."""
 
-        def _last_written(self) -> str | None:
-            for cb in self.trainer.checkpoint_callbacks:
-                path = getattr(cb, "_last_checkpoint_saved", "") or getattr(cb, "last_model_path", "")
-                if path and os.path.isfile(path):
-                    return str(path)
+    def __init__(self, seed: int | None = None) -> None:
+        self.seed = seed
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"seed": self.seed}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        pass  # the seed given now is the one in force; the stored one was compared before the run
+
+
+def _stored_settings(ckpt: Mapping[str, Any]) -> dict[str, Any]:
+    model = {k: v for k, v in (ckpt.get("hyper_parameters") or {}).items() if not str(k).startswith("_")}
+    data = {k: v for k, v in (ckpt.get("datamodule_hyper_parameters") or {}).items() if not str(k).startswith("_")}
+    seed = ((ckpt.get("callbacks") or {}).get("RunSettings") or {}).get("seed")
+    return {"model": model, "data": data, "seed": seed}
+
+
+class SegmentationCLI(LightningCLI):
+    """Lightning's CLI over :class:`SegmentationModule` and :class:`SegmentationDataModule`, with:
+
+    - an always-on checkpoint callback (``--checkpoint.*``) writing ``<default_root_dir>/checkpoints/last.ckpt``
+      so ``fit --ckpt_path last`` resumes exactly (RNG states and the loader's position are in the checkpoint);
+      atomic, finite-only checkpoint writes; a locked run folder; a checkpoint written when SIGTERM stops ``fit``;
+    - checkpoints read without running code (``--trust_checkpoint true`` to allow a file that needs it);
+    - a checkpoint's stored settings as defaults under the options given: the command line and config files win,
+      except for settings that fix the weights' shapes, which are refused when they differ;
+    - changed settings shown when a run resumes.
+    """
+
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        parser.set_defaults({
+            "checkpoint.save_last": True,
+            "checkpoint.every_n_train_steps": 100,
+            "checkpoint.filename": "step{step:07d}",
+            "checkpoint.auto_insert_metric_name": False,
+            "checkpoint.save_top_k": 1,
+            # last.ckpt is always this run's (a used folder is refused unless resuming or --overwrite)
+            "checkpoint.enable_version_counter": False,
+        })
+        parser.add_argument("--overwrite", type=bool, default=False, help=OVERWRITE_HELP)
+        parser.add_argument("--trust_checkpoint", type=bool, default=False, help=TRUST_HELP)
+
+    # ---- parsing: checked checkpoint paths, stored settings under the given ones
+    def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
+        super().parse_arguments(parser, args)
+        self.ckpt_file: str | None = None
+        self.stored_settings: dict[str, Any] | None = None
+        self.weights_only = True
+        sub = self.config.get("subcommand")
+        if not sub:
+            return
+        cfg = self.config[sub]
+        trust = bool(cfg.get("trust_checkpoint"))
+        if sub != "fit" and cfg.get("overwrite"):
+            raise SystemExit(f"scalecontrast {sub}: --overwrite is an option of `fit` (it writes no checkpoints)")
+        if cfg.get("weights_only") is False and not trust:
+            raise SystemExit(f"scalecontrast {sub}: --weights_only false loads a checkpoint with the full "
+                             "unpickler, which runs code the file names; add --trust_checkpoint true if you "
+                             "trust the file's author")
+        self.weights_only = not trust  # Lightning's own reading of the checkpoint (the run's weights)
+        ckpt = cfg.get("ckpt_path")
+        if sub in EVAL_COMMANDS:
+            if ckpt is None:
+                raise SystemExit(
+                    f"scalecontrast {sub}: --ckpt_path is required: the checkpoint to score, e.g. "
+                    "--ckpt_path RUN/checkpoints/last.ckpt (written by `fit`). Without it the model would "
+                    f"be scored as initialised; to do that on purpose, pass --ckpt_path {UNTRAINED}")
+            if str(ckpt).lower() == UNTRAINED:
+                cfg["ckpt_path"] = ckpt = None
+                print(f"scalecontrast {sub}: --ckpt_path {UNTRAINED}: scoring the model as initialised "
+                      "(not trained)", file=sys.stderr)
+        if not ckpt or str(ckpt) in SPECIAL_CKPT or str(ckpt).startswith("registry"):
+            return
+        try:
+            stored = read_checkpoint(ckpt, trust=trust, resume=sub == "fit")
+        except CheckpointError as err:
+            raise SystemExit(f"scalecontrast {sub}: {err}") from None
+        settings = _stored_settings(stored)
+        self.config = self.parse_with_stored(parser, args, sub, settings)
+        self.check_settings(settings, str(ckpt), resume=sub == "fit")
+        # Lightning would read the file's settings over the parsed ones: it gets the path back before the run
+        self.ckpt_file = str(ckpt)
+        self.stored_settings = settings
+        self.config[sub]["ckpt_path"] = None
+
+    @staticmethod
+    def parse_with_stored(parser: LightningArgumentParser, args: Any, sub: str, settings: Mapping[str, Any]):
+        """Parse ``args`` again with the checkpoint's settings as the first config file of ``sub``: the
+        options and config files given on the command line come after it and win."""
+        import tempfile
+
+        import yaml
+
+        argv = list(sys.argv[1:] if args is None else args)
+        at = argv.index(sub) + 1
+        with tempfile.NamedTemporaryFile("w", suffix=".yaml", prefix="stored-settings-", delete=False) as f:
+            yaml.safe_dump({"model": settings["model"], "data": settings["data"]}, f, sort_keys=False)
+        try:
+            return parser.parse_args([*argv[:at], "--config", f.name, *argv[at:]])
+        finally:
+            os.unlink(f.name)
+
+    def current_settings(self) -> dict[str, Any]:
+        cfg = self.config[self.config["subcommand"]]
+        return {"model": _plain(cfg.get("model")), "data": _plain(cfg.get("data")),
+                "seed": cfg.get("seed_everything")}
+
+    def check_settings(self, stored: Mapping[str, Any], ckpt: str, *, resume: bool) -> None:
+        """Refuse settings that conflict with the checkpoint's architecture; show the ones that changed."""
+        sub = self.config["subcommand"]
+        conflicts, changes = compare_settings(stored, self.current_settings(), resume=resume)
+        if conflicts:
+            raise SystemExit(f"scalecontrast {sub}: {'; '.join(conflicts)} conflicts with the checkpoint {ckpt}: "
+                             "it changes the shapes of the stored weights" + ("" if not resume else
+                             " or of the optimiser's state; train a new run instead (another "
+                             "--trainer.default_root_dir)"))
+        if changes and rank_zero_only.rank == 0:
+            print(f"scalecontrast {sub}: resuming {ckpt} with settings changed since it was written: "
+                  + "; ".join(changes), file=sys.stderr, flush=True)
+
+    def before_instantiate_classes(self) -> None:
+        sub = self.subcommand
+        cfg = self.config[sub] if sub else self.config
+        if sub and self.ckpt_file:
+            cfg["ckpt_path"] = self.ckpt_file
+        if sub and "weights_only" in cfg:
+            cfg["weights_only"] = self.weights_only
+        model_cfg = cfg.get("model")
+        # Evaluating a checkpoint: never fetch backbone weights that are overwritten anyway.
+        if sub and sub != "fit" and model_cfg is not None and cfg.get("ckpt_path") is not None:
+            model_cfg["pretrained"] = False
+            model_cfg["init_weights"] = None
+        if model_cfg is not None and model_cfg.get("num_classes") is None and model_cfg.get("model") is None \
+                and model_cfg.get("head") is not None and cfg.get("data") is not None:
+            # num_classes defaults to the data's (a model given by class path has its own).
+            from scalecontrast.engine import SegmentationDataModule
+
+            data = {**cfg["data"].as_dict(), "check": "none"}  # only the class list is read here
+            dm = SegmentationDataModule(**data)
+            split = {"fit": "val_split", "validate": "val_split"}.get(sub or "fit", "test_split")
+            model_cfg["num_classes"] = len(dm.make_dataset(dm.hparams[split]).classes)
+
+    def instantiate_trainer(self, **kwargs):
+        trainer = super().instantiate_trainer(**kwargs)
+        for cb in trainer.checkpoint_callbacks:
+            if isinstance(cb, ModelCheckpoint) and cb.dirpath is None:
+                cb.dirpath = os.path.join(trainer.default_root_dir, "checkpoints")
+        sub = self.subcommand
+        seed = self.config[sub].get("seed_everything") if sub else None
+        extra = [ExactResume(), FinalCheckpoint(), PreemptionCheckpoint(), RunSettings(seed)]
+        for cb in extra:
+            if not any(isinstance(have, type(cb)) for have in trainer.callbacks):
+                trainer.callbacks.insert(0, cb)
+        if type(trainer.strategy.checkpoint_io) is TorchCheckpointIO:
+            trainer.strategy.checkpoint_io = AtomicCheckpointIO()
+        return trainer
+
+    # ---- fit: a locked, unused (or resumed) folder; clear errors; the checkpoint written last
+    def _checkpoint_dirs(self) -> list[Path]:
+        return [Path(cb.dirpath) for cb in self.trainer.checkpoint_callbacks
+                if isinstance(cb, ModelCheckpoint) and cb.dirpath]
+
+    def _check_run_folder(self, ckpt_path: str | None) -> None:
+        overwrite = bool(self.config[self.subcommand].get("overwrite", False))
+        for folder in self._checkpoint_dirs():
+            for stale in folder.glob(".*.ckpt.*.tmp"):  # writes cut short by a kill
+                stale.unlink(missing_ok=True)
+            used = sorted(p.name for p in folder.glob("*.ckpt"))
+            if used and ckpt_path is None and not overwrite:
+                shown = ", ".join(used[:4]) + (f" and {len(used) - 4} more" if len(used) > 4 else "")
+                raise SystemExit(
+                    f"scalecontrast fit: {folder} already holds checkpoints of an earlier run ({shown}). Resume "
+                    "it with --ckpt_path last, train into another folder (--trainer.default_root_dir DIR), or "
+                    "replace them with --overwrite true")
+        if ckpt_path == "last":
+            found = [p for d in self._checkpoint_dirs() for p in d.glob("last*.ckpt")]
+            if found:
+                newest = max(found, key=os.path.getmtime)
+                trust = bool(self.config[self.subcommand].get("trust_checkpoint"))
+                try:
+                    stored = read_checkpoint(newest, trust=trust, resume=True)
+                except CheckpointError as err:
+                    others = sorted(str(p) for d in self._checkpoint_dirs() for p in d.glob("*.ckpt")
+                                    if str(p) != str(newest))
+                    alt = f"; other checkpoints there: {', '.join(others[:4])} (--ckpt_path FILE)" if others else ""
+                    raise SystemExit(f"scalecontrast fit --ckpt_path last: {err}{alt}") from None
+                self.check_settings(_stored_settings(stored), str(newest), resume=True)
+
+    def _last_written(self) -> str | None:
+        for cb in self.trainer.checkpoint_callbacks:
+            path = getattr(cb, "last_model_path", "")
+            if path and os.path.isfile(path):
+                return str(path)
+        found = [p for d in self._checkpoint_dirs() for p in d.glob("last*.ckpt")]
+        return str(max(found, key=os.path.getmtime)) if found else None
+
+    @staticmethod
+    def _step_of(path: str) -> int | None:
+        try:
+            return int(torch.load(path, map_location="cpu", weights_only=True, mmap=True)["global_step"])
+        except Exception:  # noqa: BLE001 - only for the message
             return None
 
-        def fit(self, model, **kwargs) -> None:
-            ckpt_path = kwargs.get("ckpt_path")
-            locks = []
+    def fit(self, model, **kwargs) -> None:
+        ckpt_path = kwargs.get("ckpt_path")
+        locks = []
+        try:
+            if rank_zero_only.rank == 0:
+                for folder in self._checkpoint_dirs():
+                    lock = RunFolderLock(folder)
+                    try:
+                        lock.acquire()
+                    except RunFolderLockedError as err:
+                        raise SystemExit(f"scalecontrast fit: {err}") from None
+                    locks.append(lock)
+                self._check_run_folder(ckpt_path)
             try:
-                if rank_zero_only.rank == 0:
-                    for folder in self._checkpoint_dirs():
-                        lock = RunFolderLock(folder)
-                        try:
-                            lock.acquire()
-                        except RunFolderLockedError as err:
-                            raise SystemExit(f"scalecontrast fit: {err}") from None
-                        locks.append(lock)
-                    self._check_run_folder(ckpt_path)
-                try:
-                    self.trainer.fit(model, **kwargs)
-                except (TrainingDivergedError, NonFiniteCheckpointError) as err:
-                    last = self._last_written()
-                    steps = [getattr(cb, "_last_global_step_saved", None) for cb in self.trainer.checkpoint_callbacks]
-                    step = f" (step {steps[0]})" if steps and steps[0] else ""
-                    kept = (f"The last checkpoint written (finite weights) is {last}{step}" if last
-                            else "No checkpoint was written")
-                    raise SystemExit(f"scalecontrast fit: {err}. {kept}.") from None
-            finally:
-                for lock in locks:
-                    lock.release()
-            last = self._last_written()
-            if last and self.trainer.is_global_zero:
-                import torch
+                self.trainer.fit(model, **kwargs)
+            except (TrainingDivergedError, NonFiniteCheckpointError) as err:
+                last = self._last_written()
+                step = self._step_of(last) if last else None
+                kept = (f"The last checkpoint written (finite weights) is {last}"
+                        + (f" (step {step})" if step is not None else "") if last else "No checkpoint was written")
+                raise SystemExit(f"scalecontrast fit: {err}. {kept}.") from None
+            except SIGTERMException:
+                last = self._last_written()
+                total = self.trainer.max_steps if self.trainer.max_steps and self.trainer.max_steps > 0 else None
+                of = f" of {total}" if total else ""
+                where = f" (checkpoint {last})" if last else ""
+                if self.trainer.is_global_zero:
+                    print(f"scalecontrast fit: stopped by SIGTERM at step {self.trainer.global_step}{of}{where}; "
+                          "resume with --ckpt_path last", file=sys.stderr, flush=True)
+                raise SystemExit(SIGTERM_EXIT_CODE) from None
+        finally:
+            for lock in locks:
+                lock.release()
+        last = self._last_written()
+        if last and self.trainer.is_global_zero:
+            step = self._step_of(last)  # the checkpoint's own step (the trainer's may be past it)
+            print(f"scalecontrast fit: checkpoint written last: {last} (step {step})", flush=True)
 
-                # the checkpoint's own step (the trainer's may be past it)
-                step = torch.load(last, map_location="cpu", weights_only=False, mmap=True)["global_step"]
-                print(f"scalecontrast fit: checkpoint written last: {last} (step {step})", flush=True)
+    def _evaluate(self, stage: str, model, **kwargs):
+        if self.trainer.is_global_zero:
+            ev = getattr(model, "eval_options", None)
+            if ev is not None:
+                window = (f"sliding window {list(ev.crop_size)} stride {list(ev.stride or ev.crop_size)}"
+                          if ev.crop_size else "whole image")
+                print(f"scalecontrast {stage}: evaluation: scales {list(ev.scales)}, flip {bool(ev.flip)}, {window}",
+                      flush=True)
+        return getattr(self.trainer, stage)(model, **kwargs)
 
-    return SegmentationCLI
+    def validate(self, model, **kwargs):
+        return self._evaluate("validate", model, **kwargs)
+
+    def test(self, model, **kwargs):
+        return self._evaluate("test", model, **kwargs)
 
 
-def __getattr__(name: str):
-    if name == "SegmentationCLI":
-        return _lightning_cli_class()
-    raise AttributeError(name)
-
-
-def run_lightning(args: Sequence[str] | None, *, run: bool = True):
-    """``LightningCLI`` over :class:`SegmentationModule` and :class:`SegmentationDataModule`
+def run_lightning(args: Sequence[str] | None, *, run: bool = True) -> SegmentationCLI:
+    """``SegmentationCLI`` over :class:`SegmentationModule` and :class:`SegmentationDataModule`
     (``args=None``: ``sys.argv[1:]``)."""
     from scalecontrast.engine import SegmentationDataModule, SegmentationModule
 
-    cls = _lightning_cli_class()
     saved = sys.argv
     if args is not None:  # parse as if typed (Lightning's DDP launcher also re-runs sys.argv)
         sys.argv = [saved[0] if saved else "scalecontrast", *args]
     try:
-        return cls(
+        return SegmentationCLI(
             SegmentationModule,
             SegmentationDataModule,
             run=run,
@@ -260,10 +441,14 @@ def run_lightning(args: Sequence[str] | None, *, run: bool = True):
 
 # ------------------------------------------------------------------------------------------------
 # commands working from a checkpoint
-def _parser(prog: str, description: str):
-    from jsonargparse import ArgumentParser
+def _parser(prog: str, description: str, *, checkpoint: bool = True):
+    from jsonargparse import ActionConfigFile, ArgumentParser
 
-    return ArgumentParser(prog=f"scalecontrast {prog}", description=description, exit_on_error=True)
+    p = ArgumentParser(prog=f"scalecontrast {prog}", description=description, exit_on_error=True)
+    p.add_argument("--options", action=ActionConfigFile, help="a YAML file with this command's options")
+    if checkpoint:
+        p.add_argument("--trust_checkpoint", type=bool, default=False, help=TRUST_HELP)
+    return p
 
 
 def _list_images(path: Path) -> list[Path]:
@@ -292,14 +477,10 @@ def cmd_segment(argv: Sequence[str]) -> int:
     p.add_argument("--limit", type=int | None, default=None, help="only the first N images of a folder")
     a = p.parse_args(list(argv))
 
-    import numpy as np
-    import torch
-    from PIL import Image
-
-    from scalecontrast.engine import load_module
+    from scalecontrast.engine import load_module, read_image
     from scalecontrast.viz import save_mask_and_overlay
 
-    module = load_module(a.ckpt_path, map_location=a.device)
+    module = load_module(a.ckpt_path, map_location=a.device, trust=a.trust_checkpoint)
     files = _list_images(Path(a.input))[: a.limit]
     scales, flip = [1.0], False
     if a.tta:
@@ -314,12 +495,10 @@ def cmd_segment(argv: Sequence[str]) -> int:
     failed: list[str] = []
     for path in files:
         try:
-            with Image.open(path) as im:
-                rgb = np.array(im.convert("RGB"))
-        except (OSError, ValueError, SyntaxError) as err:  # PIL: UnidentifiedImageError, truncated files
+            rgb = read_image(path)  # any bit depth, upright as a viewer shows it (EXIF orientation)
+        except ValueError as err:  # the data layer's DataError: undecodable, truncated
             failed.append(str(path))
-            print(f"scalecontrast segment: cannot read image {path}: {type(err).__name__}: {err}; skipped",
-                  file=sys.stderr, flush=True)
+            print(f"scalecontrast segment: {err}; skipped", file=sys.stderr, flush=True)
             continue
         image = torch.from_numpy(rgb).permute(2, 0, 1).float().div(255.0)[None].to(a.device)
         probs = module.predict_probs(image, scales=scales, flip=flip, crop_size=a.crop_size, stride=a.stride)
@@ -348,51 +527,38 @@ def cmd_export(argv: Sequence[str]) -> int:
     p.add_argument("--check", type=bool, default=True, help="compare onnxruntime with PyTorch")
     a = p.parse_args(list(argv))
 
-    from scalecontrast.engine import export_onnx
-    from scalecontrast.engine.export import check_onnx, load_module
+    from scalecontrast.engine import export_onnx, load_module
+    from scalecontrast.engine.export import check_onnx, check_runs_at, input_dims
 
-    module = load_module(a.ckpt_path)
-    path = export_onnx(module, a.output, sample_size=(a.height, a.width), opset=a.opset)
-    print(f"wrote {path} (input 'image' (B, 3, H, W) RGB in [0, 1]; output 'logits' (B, "
-          f"{module.num_classes}, H, W); dynamic batch, height and width)")
-    if a.check:
-        h, w = a.height, a.width
-        diff = check_onnx(path, module, sizes=((h, w), (h - h // 4, w + w // 4)))
-        print(f"onnxruntime matches PyTorch: max |diff| = {diff:.2e} "
-              f"at {h}x{w} and {h - h // 4}x{w + w // 4}")
+    module = load_module(a.ckpt_path, trust=a.trust_checkpoint)
+    h, w = a.height, a.width
+    try:
+        check_runs_at(module, (h, w))
+    except ValueError as err:
+        raise SystemExit(f"scalecontrast export: {err}; give a larger --height/--width (e.g. 256 x 320)") from None
+    path = export_onnx(module, a.output, sample_size=(h, w), opset=a.opset)
+    dims = input_dims(path)
+    print(f"wrote {path} (input 'image' (B, 3, H, W) RGB in [0, 1]; output 'logits' (B, {module.num_classes}, "
+          f"H, W); graph input dims {dims})")
+    if not a.check:
+        print("not checked (--check false): batch and size are as the graph input dims say, untested")
+        return 0
+    h2, w2 = h - h // 4, w + w // 4
+    result = check_onnx(path, module, sizes=((h, w), (h2, w2)), batches=(1, 2))
+    batch = ("dynamic batch (checked at 1 and 2)" if result.dynamic_batch
+             else f"batch fixed at {dims[0] if isinstance(dims[0], int) else 1} (the exported graph refuses "
+                  "batch 2: the model's forward fixes it while tracing)")
+    size = (f"dynamic height and width (checked at {h}x{w} and {h2}x{w2})" if result.dynamic_size
+            else f"size fixed at {h}x{w} (the exported graph refuses {h2}x{w2})")
+    print(f"onnxruntime matches PyTorch (max |diff| = {result.max_diff:.2e}): {batch}; {size}")
     return 0
 
 
-def _pop_options(argv: Sequence[str], names: Sequence[str]) -> tuple[dict[str, str], list[str]]:
-    """Split ``--name value`` / ``--name=value`` for ``names`` from the rest of ``argv``."""
-    mine: dict[str, str] = {}
-    rest: list[str] = []
-    argv = list(argv)
-    i = 0
-    while i < len(argv):
-        arg = argv[i]
-        key = arg[2:].split("=", 1)[0] if arg.startswith("--") else None
-        if key in names:
-            if "=" in arg:
-                mine[key] = arg.split("=", 1)[1]
-            elif i + 1 < len(argv):
-                mine[key] = argv[i + 1]
-                i += 1
-            else:
-                raise SystemExit(f"scalecontrast: option --{key} needs a value")
-        else:
-            rest.append(arg)
-        i += 1
-    return mine, rest
-
-
-def _data_defaults(ckpt_path: str, config: str | None) -> dict:
+def _data_defaults(ckpt_path: str, config: str | None, trust: bool) -> dict:
     """Data-module arguments: those saved in the checkpoint, updated by the config's ``data``."""
     import yaml
 
-    from scalecontrast.engine.export import read_checkpoint
-
-    ckpt = read_checkpoint(ckpt_path)
+    ckpt = read_checkpoint(ckpt_path, trust=trust)
     base = {k: v for k, v in (ckpt.get("datamodule_hyper_parameters") or {}).items() if not k.startswith("_")}
     if config:
         with open(config) as f:
@@ -421,17 +587,16 @@ def cmd_embed(argv: Sequence[str]) -> int:
     p.add_argument("--perplexity", type=float, default=30.0, help="t-SNE perplexity")
     p.add_argument("--device", type=str, default="cpu")
     p.add_class_arguments(SegmentationDataModule, "data")
-    known, _ = _pop_options(argv, ("ckpt_path", "config"))
-    if "ckpt_path" in known and Path(known["ckpt_path"]).is_file():
-        defaults = _data_defaults(known["ckpt_path"], known.get("config"))
-        p.set_defaults({f"data.{k}": v for k, v in defaults.items()})
     a = p.parse_args(list(argv))
+    # the data of the checkpoint's run, then the config's, under the options given
+    defaults = _data_defaults(a.ckpt_path, a.config, a.trust_checkpoint)
+    a = p.parse_args(list(argv), namespace=p.parse_object({"data": defaults}, a))
 
     from scalecontrast.engine import load_module
     from scalecontrast.engine.tools import sample_embeddings
     from scalecontrast.viz import tsne_figure
 
-    module = load_module(a.ckpt_path, map_location=a.device)
+    module = load_module(a.ckpt_path, map_location=a.device, trust=a.trust_checkpoint)
     has_head = module.contrastive_head is not None
     source = a.source if a.source != "auto" else ("projector" if has_head else "features")
     if source == "projector" and not has_head:
@@ -456,7 +621,7 @@ def cmd_embed(argv: Sequence[str]) -> int:
 
 def cmd_data(argv: Sequence[str]) -> int:
     p = _parser("data", "camvid: download (or copy from a local source) and verify CamVid. "
-                "synthetic: write built-in synthetic scenes as files in the `folder` layout.")
+                "synthetic: write built-in synthetic scenes as files in the `folder` layout.", checkpoint=False)
     p.add_argument("name", type=str, help="camvid or synthetic")
     p.add_argument("--root", type=str, required=True, help="folder to create / verify")
     p.add_argument("--source", type=str | None, default=None,
@@ -501,10 +666,28 @@ COMMANDS: dict[str, Callable[[Sequence[str]], int]] = {
 }
 
 
+def _one_line(command: str, err: BaseException) -> str:
+    """``scalecontrast <command>: <message>`` on one line; errors that are not about the user's input
+    name their type and how to see the traceback."""
+    text = " ".join(part.strip() for part in str(err).splitlines() if part.strip()) or type(err).__name__
+    user_error = isinstance(err, ValueError | OSError | KeyError | TypeError | ImportError)  # DataError: ValueError
+    if not user_error:
+        text = f"{type(err).__name__}: {text} (run with --debug for the traceback)"
+    return f"scalecontrast {command}: {text}"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``scalecontrast`` console script."""
+    """Entry point of the ``scalecontrast`` console script.
+
+    Errors end it with ``SystemExit("scalecontrast <command>: ...")``: one line on stderr, exit status 1; ``--debug``
+    anywhere on the command line (or ``SCALECONTRAST_DEBUG=1``) shows the traceback instead."""
     from_sys = argv is None
     argv = list(sys.argv[1:] if argv is None else argv)
+    debug = os.environ.get(DEBUG_ENV, "") not in ("", "0") or "--debug" in argv
+    if "--debug" in argv:
+        argv = [a for a in argv if a != "--debug"]
+        if from_sys:
+            sys.argv = [sys.argv[0], *argv]  # Lightning's launchers re-run sys.argv
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(USAGE)
         return 0
@@ -513,15 +696,21 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         print(f"scalecontrast {__version__}")
         return 0
-    if argv[0] in COMMANDS:
-        from scalecontrast.engine.export import CheckpointError
-
-        try:
-            return COMMANDS[argv[0]](argv[1:]) or 0
-        except CheckpointError as err:
-            raise SystemExit(f"scalecontrast {argv[0]}: {err}") from None
-    run_lightning(None if from_sys else argv)
-    return 0
+    command = argv[0]
+    try:
+        if command in COMMANDS:
+            return COMMANDS[command](argv[1:]) or 0
+        run_lightning(None if from_sys else argv)
+        return 0
+    except SIGTERMException:
+        print(f"scalecontrast {command}: stopped by SIGTERM", file=sys.stderr, flush=True)
+        return SIGTERM_EXIT_CODE
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except Exception as err:
+        if debug:
+            raise
+        raise SystemExit(_one_line(command, err)) from None  # printed to stderr, exit status 1
 
 
 if __name__ == "__main__":

@@ -6,11 +6,12 @@ from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import DataError, MissingDataError
 
-__all__ = ["IMAGE_EXTENSIONS", "Header", "check_mask_mode", "read_header", "read_image", "read_mask", "read_size"]
+__all__ = ["IMAGE_EXTENSIONS", "Header", "check_mask_mode", "read_header", "read_image", "read_mask", "read_size",
+           "to_rgb8"]
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
 MASK_MODES = ("L", "P", "I;16", "I;16B", "I;16L", "I")  # one class index per pixel
@@ -80,8 +81,31 @@ def read_size(path: str | Path) -> tuple[int, int]:
         return im.height, im.width
 
 
+def to_rgb8(im: Image.Image) -> np.ndarray:
+    """A decoded PIL image as ``uint8`` RGB ``(H, W, 3)``, in the orientation a viewer shows.
+
+    One rule for every bit depth: integer pixel values are scaled by their type's maximum to 0..255
+    (16-bit: ``round(v * 255 / 65535)``; a 32-bit integer image whose values fit in 16 bits counts as
+    16-bit), floating-point images are taken as 0..1 when their values lie there and clipped to
+    0..255 otherwise; 8-bit images are unchanged. The EXIF orientation tag is applied.
+    """
+    im = ImageOps.exif_transpose(im)
+    if im.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        arr = np.asarray(im, dtype=np.float64)
+        if im.mode == "F":
+            scale = 255.0 if arr.size and arr.min() >= 0 and arr.max() <= 1 else 1.0
+        elif im.mode == "I" and arr.size and (arr.min() < 0 or arr.max() > 65535):
+            scale = 255.0 / float(2**32 - 1)
+            arr = arr - arr.min()
+        else:
+            scale = 255.0 / 65535.0
+        grey = np.clip(np.rint(arr * scale), 0, 255).astype(np.uint8)
+        return np.repeat(grey[..., None], 3, axis=2)
+    return np.array(im.convert("RGB"))  # 8 bits per channel (PIL reduces 16-bit RGB PNGs itself)
+
+
 def read_image(path: str | Path) -> np.ndarray:
-    """Decode an image as RGB.
+    """Decode an image as 8-bit RGB of any bit depth and mode, upright (see :func:`to_rgb8`).
 
     Returns:
         ``uint8`` array of shape ``(H, W, 3)``.
@@ -92,7 +116,7 @@ def read_image(path: str | Path) -> np.ndarray:
     with _open(path) as im:
         try:
             im.load()
-            arr = np.array(im.convert("RGB"))  # writable copy
+            arr = to_rgb8(im)
         except (OSError, SyntaxError, ValueError) as err:
             raise DataError(f"cannot decode image {path} (truncated or corrupt?): {err}") from err
     return arr

@@ -4,14 +4,16 @@ Uses :mod:`scalecontrast.losses`, :mod:`scalecontrast.models` and :mod:`scalecon
 never imported by them.
 """
 
-from scalecontrast.engine.datamodule import SegmentationDataModule
-from scalecontrast.engine.export import (
+from scalecontrast.data.io import read_image  # images as the engine reads them: any bit depth, upright
+from scalecontrast.engine.checkpoint import (
+    TRUSTED_PACKAGES,
     CheckpointError,
-    InferenceModel,
-    export_onnx,
+    UntrustedCheckpointError,
     load_module,
     read_checkpoint,
 )
+from scalecontrast.engine.datamodule import SegmentationDataModule
+from scalecontrast.engine.export import InferenceModel, export_onnx
 from scalecontrast.engine.inference import predict, resize_logits, sliding_window
 from scalecontrast.engine.metrics import (
     SegmentationMetrics,
@@ -28,6 +30,8 @@ __all__ = [
     "SegmentationDataModule",
     "SegmentationMetrics",
     "SegmentationModule",
+    "TRUSTED_PACKAGES",
+    "UntrustedCheckpointError",
     "build_optimizer",
     "cadis_groups",
     "export_onnx",
@@ -36,6 +40,7 @@ __all__ = [
     "lr_lambda",
     "param_groups",
     "read_checkpoint",
+    "read_image",
     "predict",
     "resize_logits",
     "scores_from_confusion",

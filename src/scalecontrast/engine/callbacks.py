@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 import os
 import random
+import shutil
 import socket
 import tempfile
 from collections.abc import Mapping
@@ -144,8 +145,11 @@ class AtomicCheckpointIO(TorchCheckpointIO):
                 f"training diverged: at step {checkpoint.get('global_step', '?')} the weights are not finite "
                 f"(NaN/inf in {shown}); not writing {path}. Lower the learning rate (--model.optimizer.lr) or add "
                 "warm-up (--model.schedule.warmup_steps N)")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        except OSError as err:
+            raise OSError(f"cannot write checkpoint {path}: {err.strerror or err}") from err
         try:
             os.fchmod(fd, 0o666 & ~_umask())
             with os.fdopen(fd, "wb") as f:
@@ -153,6 +157,11 @@ class AtomicCheckpointIO(TorchCheckpointIO):
                 f.flush()
                 os.fsync(f.fileno())
             os.replace(tmp, path)
+        except (OSError, RuntimeError) as err:  # torch reports a full disk as a RuntimeError ("unexpected pos")
+            free = shutil.disk_usage(path.parent).free if path.parent.exists() else None
+            room = f"; {free / 2**20:.0f} MiB free there" if free is not None else ""
+            raise OSError(f"cannot write checkpoint {path}: {str(err).splitlines()[0][:160]} (disk full?{room}); "
+                          "the checkpoint written before it is kept") from err
         finally:
             if os.path.exists(tmp):
                 os.unlink(tmp)

@@ -286,8 +286,14 @@ class SegmentationModule(L.LightningModule):
         classes = getattr(dm, "classes", None)
         if classes is not None:
             if len(classes) != self.num_classes:
-                raise ValueError(f"model.num_classes={self.num_classes} but the data has {len(classes)} "
-                                 f"classes ({list(classes)[:5]}...); set --model.num_classes {len(classes)}")
+                if self.hparams.get("head") is not None:
+                    fix = f"set --model.num_classes {len(classes)} (or leave it unset: it follows the data)"
+                else:
+                    fix = ("build the model with that many classes (its own argument, e.g. "
+                           f"--model.model.init_args.classes {len(classes)} for segmentation_models_pytorch)")
+                raise ValueError(f"the model returns {self.num_classes} classes but the data has {len(classes)} "
+                                 f"({', '.join(map(str, list(classes)[:5]))}, ...): {fix}; a trained checkpoint "
+                                 "is scored on data with the classes it was trained on")
             if not self.hparams.get("class_names"):
                 self.hparams["class_names"] = [str(c) for c in classes]
             palette = getattr(dm, "palette", None)
