@@ -223,3 +223,30 @@ def test_a_full_disk_names_the_checkpoint_and_keeps_the_previous_one(tmp_path, m
     monkeypatch.undo()
     assert torch.load(target, weights_only=True)["global_step"] == 1
     assert [p.name for p in tmp_path.iterdir()] == ["last.ckpt"]  # no temporary file left
+
+
+def test_unknown_dataset_options_and_rotated_masks(tmp_path):
+    from scalecontrast.data import get_dataset
+    from scalecontrast.data.io import read_header, read_mask
+
+    with pytest.raises(ValueError, match=r"unknown option\(s\) \['lenght'\] for dataset 'synthetic'; valid: length"):
+        get_dataset("synthetic", None, "train", lenght=3)
+    mask = Image.fromarray(np.arange(20 * 30, dtype=np.uint8).reshape(20, 30) % 5)
+    exif = mask.getexif()
+    exif[0x0112] = 6
+    mask.save(tmp_path / "m.png", exif=exif)
+    assert read_mask(tmp_path / "m.png").shape == (30, 20)
+    assert read_header(tmp_path / "m.png")[:2] == (30, 20)
+
+
+def test_a_class_path_that_cannot_be_imported_is_one_line(run, tmp_path):
+    _, _, ckpt = run
+    state = torch.load(ckpt, map_location="cpu", weights_only=True)
+    state["hyper_parameters"] = dict(state["hyper_parameters"], head=None, backbone=None, taps=["a"],
+                                     model={"class_path": "torchvision.models.NoSuchNet", "init_args": {}})
+    torch.save(state, tmp_path / "noclass.ckpt")
+    with pytest.raises(SystemExit) as info:
+        main(["export", "--ckpt_path", str(tmp_path / "noclass.ckpt"), "--output", str(tmp_path / "m.onnx")])
+    message = str(info.value.code)
+    assert message.startswith("scalecontrast export: cannot rebuild the model of ") and "NoSuchNet" in message
+    assert "\n" not in message

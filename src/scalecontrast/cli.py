@@ -319,13 +319,13 @@ class SegmentationCLI(LightningCLI):
         return trainer
 
     # ---- fit: a locked, unused (or resumed) folder; clear errors; the checkpoint written last
-    def _checkpoint_dirs(self) -> list[Path]:
+    def checkpoint_dirs(self) -> list[Path]:
         return [Path(cb.dirpath) for cb in self.trainer.checkpoint_callbacks
                 if isinstance(cb, ModelCheckpoint) and cb.dirpath]
 
-    def _check_run_folder(self, ckpt_path: str | None) -> None:
+    def check_run_folder(self, ckpt_path: str | None) -> None:
         overwrite = bool(self.config[self.subcommand].get("overwrite", False))
-        for folder in self._checkpoint_dirs():
+        for folder in self.checkpoint_dirs():
             for stale in folder.glob(".*.ckpt.*.tmp"):  # writes cut short by a kill
                 stale.unlink(missing_ok=True)
             used = sorted(p.name for p in folder.glob("*.ckpt"))
@@ -336,29 +336,29 @@ class SegmentationCLI(LightningCLI):
                     "it with --ckpt_path last, train into another folder (--trainer.default_root_dir DIR), or "
                     "replace them with --overwrite true")
         if ckpt_path == "last":
-            found = [p for d in self._checkpoint_dirs() for p in d.glob("last*.ckpt")]
+            found = [p for d in self.checkpoint_dirs() for p in d.glob("last*.ckpt")]
             if found:
                 newest = max(found, key=os.path.getmtime)
                 trust = bool(self.config[self.subcommand].get("trust_checkpoint"))
                 try:
                     stored = read_checkpoint(newest, trust=trust, resume=True)
                 except CheckpointError as err:
-                    others = sorted(str(p) for d in self._checkpoint_dirs() for p in d.glob("*.ckpt")
+                    others = sorted(str(p) for d in self.checkpoint_dirs() for p in d.glob("*.ckpt")
                                     if str(p) != str(newest))
                     alt = f"; other checkpoints there: {', '.join(others[:4])} (--ckpt_path FILE)" if others else ""
                     raise SystemExit(f"scalecontrast fit --ckpt_path last: {err}{alt}") from None
                 self.check_settings(_stored_settings(stored), str(newest), resume=True)
 
-    def _last_written(self) -> str | None:
+    def last_written(self) -> str | None:
         for cb in self.trainer.checkpoint_callbacks:
             path = getattr(cb, "last_model_path", "")
             if path and os.path.isfile(path):
                 return str(path)
-        found = [p for d in self._checkpoint_dirs() for p in d.glob("last*.ckpt")]
+        found = [p for d in self.checkpoint_dirs() for p in d.glob("last*.ckpt")]
         return str(max(found, key=os.path.getmtime)) if found else None
 
     @staticmethod
-    def _step_of(path: str) -> int | None:
+    def step_of(path: str) -> int | None:
         try:
             return int(torch.load(path, map_location="cpu", weights_only=True, mmap=True)["global_step"])
         except Exception:  # noqa: BLE001 - only for the message
@@ -369,24 +369,24 @@ class SegmentationCLI(LightningCLI):
         locks = []
         try:
             if rank_zero_only.rank == 0:
-                for folder in self._checkpoint_dirs():
+                for folder in self.checkpoint_dirs():
                     lock = RunFolderLock(folder)
                     try:
                         lock.acquire()
                     except RunFolderLockedError as err:
                         raise SystemExit(f"scalecontrast fit: {err}") from None
                     locks.append(lock)
-                self._check_run_folder(ckpt_path)
+                self.check_run_folder(ckpt_path)
             try:
                 self.trainer.fit(model, **kwargs)
             except (TrainingDivergedError, NonFiniteCheckpointError) as err:
-                last = self._last_written()
-                step = self._step_of(last) if last else None
+                last = self.last_written()
+                step = self.step_of(last) if last else None
                 kept = (f"The last checkpoint written (finite weights) is {last}"
                         + (f" (step {step})" if step is not None else "") if last else "No checkpoint was written")
                 raise SystemExit(f"scalecontrast fit: {err}. {kept}.") from None
             except SIGTERMException:
-                last = self._last_written()
+                last = self.last_written()
                 total = self.trainer.max_steps if self.trainer.max_steps and self.trainer.max_steps > 0 else None
                 of = f" of {total}" if total else ""
                 where = f" (checkpoint {last})" if last else ""
@@ -397,12 +397,12 @@ class SegmentationCLI(LightningCLI):
         finally:
             for lock in locks:
                 lock.release()
-        last = self._last_written()
+        last = self.last_written()
         if last and self.trainer.is_global_zero:
-            step = self._step_of(last)  # the checkpoint's own step (the trainer's may be past it)
+            step = self.step_of(last)  # the checkpoint's own step (the trainer's may be past it)
             print(f"scalecontrast fit: checkpoint written last: {last} (step {step})", flush=True)
 
-    def _evaluate(self, stage: str, model, **kwargs):
+    def evaluate(self, stage: str, model, **kwargs):
         if self.trainer.is_global_zero:
             ev = getattr(model, "eval_options", None)
             if ev is not None:
@@ -413,10 +413,10 @@ class SegmentationCLI(LightningCLI):
         return getattr(self.trainer, stage)(model, **kwargs)
 
     def validate(self, model, **kwargs):
-        return self._evaluate("validate", model, **kwargs)
+        return self.evaluate("validate", model, **kwargs)
 
     def test(self, model, **kwargs):
-        return self._evaluate("test", model, **kwargs)
+        return self.evaluate("test", model, **kwargs)
 
 
 def run_lightning(args: Sequence[str] | None, *, run: bool = True) -> SegmentationCLI:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import inspect
 from pathlib import Path
 from typing import Any
 
@@ -42,4 +43,11 @@ def get_dataset(name: str, root: str | Path | None, split: str, **kw: Any) -> Da
         raise ValueError(f"unknown dataset {name!r}; valid names: {', '.join(sorted(DATASETS))}")
     module, cls = DATASETS[key]
     constructor = getattr(importlib.import_module(f"{__package__}.{module}"), cls)
+    params = inspect.signature(constructor).parameters
+    if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        unknown = sorted(set(kw) - set(params))
+        if unknown:
+            valid = sorted(n for n, p in params.items() if p.kind is p.KEYWORD_ONLY
+                           or (p.kind is p.POSITIONAL_OR_KEYWORD and n not in ("self", "root", "split")))
+            raise ValueError(f"unknown option(s) {unknown} for dataset {name!r}; valid: {', '.join(valid)}")
     return constructor(root, split, **kw)

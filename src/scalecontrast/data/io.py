@@ -19,6 +19,7 @@ RGB_MASK_MODES = ("RGB", "RGBA")  # accepted with rgb_ok: the id repeated in eve
 # Last bytes of a complete file: JPEG's end-of-image marker, PNG's IEND chunk.
 _END_MARKERS = {"JPEG": b"\xff\xd9", "PNG": b"IEND"}
 _TAIL = 64
+_EXIF_ORIENTATION = 0x0112
 
 
 class Header(NamedTuple):
@@ -59,7 +60,8 @@ def read_header(path: str | Path) -> Header:
     """
     path = Path(path)
     with _open(path) as im:
-        header = (im.height, im.width, im.mode, len(im.getbands()))
+        h, w = (im.width, im.height) if _transposed(im) else (im.height, im.width)
+        header = (h, w, im.mode, len(im.getbands()))
         fmt = im.format
     return Header(*header, complete=_ends_with_marker(path, fmt))
 
@@ -75,10 +77,18 @@ def check_mask_mode(path: str | Path, mode: str, *, rgb_ok: bool = False) -> Non
         raise DataError(f"mask {path} has unsupported image mode {mode!r}; expected one of {', '.join(MASK_MODES)}")
 
 
+def _transposed(im: Image.Image) -> bool:
+    """Whether the EXIF orientation tag turns the image by 90 degrees (orientations 5 to 8)."""
+    try:
+        return im.getexif().get(_EXIF_ORIENTATION, 1) in (5, 6, 7, 8)
+    except Exception:  # noqa: BLE001 - a damaged EXIF block: the pixels are read as stored
+        return False
+
+
 def read_size(path: str | Path) -> tuple[int, int]:
-    """``(H, W)`` of an image file, reading its header only (cheap)."""
+    """``(H, W)`` of an image file as a viewer shows it (EXIF orientation), reading its header only."""
     with _open(Path(path)) as im:
-        return im.height, im.width
+        return (im.width, im.height) if _transposed(im) else (im.height, im.width)
 
 
 def to_rgb8(im: Image.Image) -> np.ndarray:
@@ -136,6 +146,7 @@ def read_mask(path: str | Path, *, rgb_ok: bool = False) -> np.ndarray:
     with _open(path) as im:
         try:
             im.load()
+            im = ImageOps.exif_transpose(im)  # upright, as its image (a no-op without the EXIF tag)
             mode = im.mode
             check_mask_mode(path, mode, rgb_ok=True)  # 3 channels: checked below
             if mode in RGB_MASK_MODES:

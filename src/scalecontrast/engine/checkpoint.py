@@ -205,10 +205,12 @@ def load_module(
         config = hp["model"]
         try:
             module = instantiate_module(SegmentationModule, hp)
-        except (ImportError, AttributeError) as err:
-            raise CheckpointError(f"cannot rebuild the model of {path}: its class {config['class_path']!r} "
-                                  f"cannot be imported here ({type(err).__name__}: {err}); install the package "
-                                  "that provides it") from err
+        except Exception as err:  # noqa: BLE001 - jsonargparse wraps import and init errors in its own
+            text = " ".join(x.strip(" -") for x in str(err).splitlines())
+            said = text.split("Problem with given class_path", 1)[-1].split(" Expected a ", 1)[0].strip(" :-")
+            raise CheckpointError(f"cannot rebuild the model of {path} from its class path "
+                                  f"{config['class_path']!r}: {said[:300]} (is the package that provides it "
+                                  "installed, in the version the checkpoint was trained with?)") from err
         module.hparams["model"] = config  # a checkpoint saved from this module rebuilds the same way
     elif hp.get("model") is None and hp.get("head") is None:
         cls = (ckpt.get("scalecontrast") or {}).get("model_class", "the model class")
