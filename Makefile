@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DATA ?=
 
-.PHONY: setup test lint bench demo clean
+.PHONY: setup test lint bench demo docs clean
 
 setup: $(STAMP)
 
@@ -21,6 +21,11 @@ test: setup
 
 lint: setup
 	$(BIN)/ruff check src tests benchmarks
+
+# The documentation site (docs/ + mkdocs.yml) into site/; --strict turns every warning (a broken
+# link, a docstring that does not parse) into an error. Builds offline.
+docs: setup
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
 
 bench: setup
 	$(BIN)/python benchmarks/loss.py
@@ -58,4 +63,4 @@ demo: setup
 		"TensorBoard logs in $(DEMO_RUN) (tensorboard --logdir $(DEMO_RUN))"
 
 clean:
-	rm -rf $(VENV) build *.egg-info src/*.egg-info
+	rm -rf $(VENV) build site *.egg-info src/*.egg-info

@@ -1,4 +1,4 @@
-"""Reference implementations written directly from DESIGN.md's formulas (slow, for tests only)."""
+"""Reference implementations written directly from the formulas of docs/method.md (slow, for tests only)."""
 
 from __future__ import annotations
 
@@ -102,7 +102,8 @@ def naive_multiscale(
     cross_image: bool = True,
     memory: list[tuple[Tensor, Tensor] | None] | None = None,
 ) -> dict[str, Tensor]:
-    """DESIGN.md steps 3-5 on given samples ``sets[s] = (feats (N_s, C), labels (N_s,), images (N_s,))``.
+    """The within-scale and cross-scale terms of docs/method.md on given samples
+    ``sets[s] = (feats (N_s, C), labels (N_s,), images (N_s,))``.
 
     ``memory[s]`` (optional) = ``(feats (Q, C), labels (Q,))`` appended (detached) to the contrast
     set of scale ``s``'s within-scale term. Returns the unweighted terms and ``"loss"``.

@@ -156,7 +156,7 @@ def test_wrap_model_keeps_each_submodule_mode():
 
 @pytest.mark.slow
 def test_class_path_model_fit_then_test_segment_export_from_the_checkpoint(tmp_path, capsys):
-    """The DESIGN.md YAML: a model the project did not build, trained with MS+CS by `scalecontrast fit`."""
+    """The YAML of docs/models.md: a model the project did not build, trained with MS+CS by `scalecontrast fit`."""
     config = {
         "seed_everything": 0,
         "trainer": {"max_steps": 3, "default_root_dir": str(tmp_path / "run"), "enable_progress_bar": False,

@@ -1,4 +1,4 @@
-"""The contrastive losses against the naive formulas of DESIGN.md, plus sampler properties."""
+"""The contrastive losses against the naive formulas of docs/method.md, plus sampler properties."""
 
 from __future__ import annotations
 

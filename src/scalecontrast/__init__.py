@@ -1,6 +1,6 @@
 """scalecontrast: semantic segmentation with multi-scale and cross-scale contrastive learning.
 
-Public entry points (see DESIGN.md):
+Public entry points (the documentation is in docs/; the API reference in docs/api/):
 
 - :func:`scalecontrast.create_model`, :func:`scalecontrast.wrap_model`
 - :class:`scalecontrast.ContrastiveHead` and :class:`scalecontrast.MultiScaleContrastiveLoss` (also in

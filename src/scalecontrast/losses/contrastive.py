@@ -1,4 +1,4 @@
-"""Exact, memory-bounded supervised contrastive loss (DESIGN.md, method steps 3 and 5).
+"""Exact, memory-bounded supervised contrastive loss (docs/method.md, "Within-scale loss" and "Cross-scale loss").
 
 For L2-normalised anchors ``z_i`` with labels ``y_i``, a contrast set ``{z_j}``, and
 ``s_ij = z_i . z_j / tau``::

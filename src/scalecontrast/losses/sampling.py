@@ -1,4 +1,4 @@
-"""Class-balanced anchor sampling of pixel embeddings (DESIGN.md, method step 2)."""
+"""Class-balanced anchor sampling of pixel embeddings (docs/method.md, "Class-balanced anchor sampling")."""
 
 from __future__ import annotations
 
