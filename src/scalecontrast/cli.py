@@ -34,9 +34,12 @@ from scalecontrast.engine.callbacks import (
     ExactResume,
     FinalCheckpoint,
     NonFiniteCheckpointError,
+    NonFiniteGuard,
     RunFolderLock,
     RunFolderLockedError,
     TrainingDivergedError,
+    ValidationImages,
+    ZeroTermWatch,
 )
 from scalecontrast.engine.checkpoint import CheckpointError, read_checkpoint
 from scalecontrast.engine.preemption import PreemptionCheckpoint
@@ -170,6 +173,10 @@ class RunSettings(Callback):
         pass  # the seed given now is the one in force; the stored one was compared before the run
 
 
+def _num_classes(data: Any) -> int:
+    return int(data.num_classes)
+
+
 def _stored_settings(ckpt: Mapping[str, Any]) -> dict[str, Any]:
     model = {k: v for k, v in (ckpt.get("hyper_parameters") or {}).items() if not str(k).startswith("_")}
     data = {k: v for k, v in (ckpt.get("datamodule_hyper_parameters") or {}).items() if not str(k).startswith("_")}
@@ -200,6 +207,10 @@ class SegmentationCLI(LightningCLI):
             # last.ckpt is always this run's (a used folder is refused unless resuming or --overwrite)
             "checkpoint.enable_version_counter": False,
         })
+        parser.add_lightning_class_args(NonFiniteGuard, "nonfinite")
+        parser.add_lightning_class_args(ValidationImages, "val_images")
+        # K is the data's: a model built from head + backbone is sized by it, a given model is checked against it
+        parser.link_arguments("data", "model.num_classes", compute_fn=_num_classes, apply_on="instantiate")
         parser.add_argument("--overwrite", type=bool, default=False, help=OVERWRITE_HELP)
         parser.add_argument("--trust_checkpoint", type=bool, default=False, help=TRUST_HELP)
 
@@ -257,7 +268,8 @@ class SegmentationCLI(LightningCLI):
         argv = list(sys.argv[1:] if args is None else args)
         at = argv.index(sub) + 1
         with tempfile.NamedTemporaryFile("w", suffix=".yaml", prefix="stored-settings-", delete=False) as f:
-            yaml.safe_dump({"model": settings["model"], "data": settings["data"]}, f, sort_keys=False)
+            model = {k: v for k, v in settings["model"].items() if k != "num_classes"}  # linked from the data
+            yaml.safe_dump({"model": model, "data": settings["data"]}, f, sort_keys=False)
         try:
             return parser.parse_args([*argv[:at], "--config", f.name, *argv[at:]])
         finally:
@@ -293,15 +305,6 @@ class SegmentationCLI(LightningCLI):
         if sub and sub != "fit" and model_cfg is not None and cfg.get("ckpt_path") is not None:
             model_cfg["pretrained"] = False
             model_cfg["init_weights"] = None
-        if model_cfg is not None and model_cfg.get("num_classes") is None and model_cfg.get("model") is None \
-                and model_cfg.get("head") is not None and cfg.get("data") is not None:
-            # num_classes defaults to the data's (a model given by class path has its own).
-            from scalecontrast.engine import SegmentationDataModule
-
-            data = {**cfg["data"].as_dict(), "check": "none"}  # only the class list is read here
-            dm = SegmentationDataModule(**data)
-            split = {"fit": "val_split", "validate": "val_split"}.get(sub or "fit", "test_split")
-            model_cfg["num_classes"] = len(dm.make_dataset(dm.hparams[split]).classes)
 
     def instantiate_trainer(self, **kwargs):
         trainer = super().instantiate_trainer(**kwargs)
@@ -310,7 +313,7 @@ class SegmentationCLI(LightningCLI):
                 cb.dirpath = os.path.join(trainer.default_root_dir, "checkpoints")
         sub = self.subcommand
         seed = self.config[sub].get("seed_everything") if sub else None
-        extra = [ExactResume(), FinalCheckpoint(), PreemptionCheckpoint(), RunSettings(seed)]
+        extra = [ExactResume(), FinalCheckpoint(), PreemptionCheckpoint(), RunSettings(seed), ZeroTermWatch()]
         for cb in extra:
             if not any(isinstance(have, type(cb)) for have in trainer.callbacks):
                 trainer.callbacks.insert(0, cb)

@@ -22,7 +22,7 @@ from scalecontrast.engine.metrics import (
     scores_from_confusion,
 )
 from scalecontrast.engine.module import SegmentationModule
-from scalecontrast.engine.optim import build_optimizer, lr_lambda, param_groups
+from scalecontrast.engine.optim import WarmupPolyLR, param_groups
 
 __all__ = [
     "CheckpointError",
@@ -32,12 +32,11 @@ __all__ = [
     "SegmentationModule",
     "TRUSTED_PACKAGES",
     "UntrustedCheckpointError",
-    "build_optimizer",
+    "WarmupPolyLR",
     "cadis_groups",
     "export_onnx",
     "format_scores",
     "load_module",
-    "lr_lambda",
     "param_groups",
     "read_checkpoint",
     "read_image",

@@ -1,5 +1,7 @@
-"""Training reliability: exact resume (RNG states), finite-only checkpoints written atomically with the
-umask's mode, a run-folder lock, and the errors the command line turns into one clear message."""
+"""The guards of a training run, as Lightning callbacks (and a ``CheckpointIO``): non-finite losses stop
+the run or skip the step, contrastive terms that stay 0 draw a warning, validation predictions go to
+TensorBoard, the final step is checkpointed, checkpoints are written atomically and only when finite,
+a resumed run draws what the uninterrupted one drew, and a run folder holds one run at a time."""
 
 from __future__ import annotations
 
@@ -22,6 +24,10 @@ from torch import Tensor
 __all__ = [
     "AtomicCheckpointIO",
     "ExactResume",
+    "FinalCheckpoint",
+    "NonFiniteGuard",
+    "ValidationImages",
+    "ZeroTermWatch",
     "NonFiniteCheckpointError",
     "RunFolderLock",
     "RunFolderLockedError",
@@ -96,20 +102,138 @@ class ExactResume(L.Callback):
 class FinalCheckpoint(L.Callback):
     """Checkpoints the last training step. A ``ModelCheckpoint`` with ``every_n_train_steps`` saves only at
     multiples of it, so a run of ``max_steps`` = 1250 saving every 100 steps would end with ``last.ckpt``
-    at step 1200: the last 50 steps lost. At the end of training this writes each such callback's files
-    (its top-k step file and ``last.ckpt``) for the final step, through the callback itself."""
+    at step 1200: the last 50 steps lost. At the end of training this writes ``last.ckpt`` into each such
+    callback's folder for the final step (and records it as the callback's ``last_model_path``)."""
+
+    def __init__(self) -> None:
+        self.saved_step = -1
+
+    def on_save_checkpoint(self, trainer, pl_module, checkpoint: dict[str, Any]) -> None:
+        self.saved_step = max(self.saved_step, int(checkpoint.get("global_step", -1)))
 
     def on_train_end(self, trainer, pl_module) -> None:
         from lightning.pytorch.callbacks import ModelCheckpoint
 
+        if trainer.global_step == 0 or self.saved_step >= trainer.global_step:
+            return
         for cb in trainer.checkpoint_callbacks:
-            if not isinstance(cb, ModelCheckpoint) or cb.dirpath is None or not cb._every_n_train_steps:
+            if isinstance(cb, ModelCheckpoint) and cb.dirpath is not None and cb.save_last:
+                path = os.path.join(cb.dirpath, cb.CHECKPOINT_NAME_LAST + cb.FILE_EXTENSION)
+                trainer.save_checkpoint(path, weights_only=cb.save_weights_only)
+                cb.last_model_path = path
+
+
+def tensorboard(trainer: L.Trainer | None):
+    """The first logger's ``SummaryWriter``-like experiment that takes images, or ``None``."""
+    for logger in getattr(trainer, "loggers", None) or []:
+        exp = getattr(logger, "experiment", None)
+        if exp is not None and hasattr(exp, "add_image"):
+            return exp
+    return None
+
+
+class ValidationImages(L.Callback):
+    """Sends ``num_images`` validation predictions of the first batch to TensorBoard at every validation,
+    as image | ground truth | prediction side by side, in the classes' palette."""
+
+    def __init__(self, num_images: int = 4) -> None:
+        self.num_images = int(num_images)
+
+    @torch.no_grad()
+    def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
+        tb = tensorboard(trainer)
+        if batch_idx or not self.num_images or trainer.sanity_checking or tb is None or not trainer.is_global_zero:
+            return
+        if not isinstance(outputs, Tensor):
+            return
+        from scalecontrast.models.layers import resize
+
+        k = pl_module.num_classes
+        palette = torch.tensor(pl_module.palette + [[0, 0, 0]] * (256 - k), dtype=torch.float32,
+                               device=outputs.device) / 255.0
+        for i in range(min(self.num_images, outputs.shape[0])):
+            image = resize(batch["image"][i : i + 1].float(), outputs.shape[-2:])[0].clamp(0, 1)
+            gt = palette[batch["mask"][i].long().clamp(0, 255)].permute(2, 0, 1)
+            pred = palette[outputs[i].long()].permute(2, 0, 1)
+            tb.add_image(f"val_samples/{i}", torch.cat([image, gt, pred], dim=2), trainer.global_step)
+
+
+class NonFiniteGuard(L.Callback):
+    """A training step whose loss is NaN or inf (on any process) never updates the weights: its gradients
+    are dropped before the optimiser step (an optimiser skips parameters without a gradient). After
+    ``max_skipped_steps`` such steps the run stops with :class:`TrainingDivergedError`, naming the step and
+    the loss terms (the module's ``last_terms``) that were not finite. 0 (default): stop at the first."""
+
+    def __init__(self, max_skipped_steps: int = 0) -> None:
+        if int(max_skipped_steps) < 0:
+            raise ValueError(f"max_skipped_steps must be >= 0, got {max_skipped_steps}")
+        self.max_skipped_steps = int(max_skipped_steps)
+        self.skipped = 0
+        self.bad = False
+
+    def on_before_backward(self, trainer, pl_module, loss: Tensor) -> None:
+        bad = not bool(torch.isfinite(loss.detach()).all())
+        self.bad = bool(trainer.strategy.reduce_boolean_decision(bad, all=False))
+        if not self.bad:
+            return
+        self.skipped += 1
+        terms = {k: float(v.float()) for k, v in getattr(pl_module, "last_terms", {}).items()
+                 if isinstance(v, Tensor) and v.numel() == 1}
+        value = float(loss.detach().float())
+        culprits = {k: v for k, v in terms.items() if not math.isfinite(v) and k != "loss"}
+        where = f"step {trainer.global_step + 1} (epoch {trainer.current_epoch})"
+        what = (f"loss={value}, non-finite terms: {describe_terms(culprits)}" if culprits
+                else f"loss={value} (its terms are finite: the weighted sum overflowed)")
+        if self.skipped > self.max_skipped_steps:
+            raise TrainingDivergedError(
+                f"training diverged: non-finite loss at {where}: {what}. The run stops before updating the weights "
+                "with it. Lower the learning rate (--model.optimizer.lr), add warm-up (--model.lr_scheduler "
+                "scalecontrast.engine.optim.WarmupPolyLR --model.lr_scheduler.warmup_steps N), or skip up to N "
+                "such steps with --nonfinite.max_skipped_steps N")
+        warnings.warn(f"non-finite loss at {where}: {what}; step skipped (no weight update), "
+                      f"{self.skipped} of --nonfinite.max_skipped_steps {self.max_skipped_steps}", stacklevel=2)
+
+    def on_before_optimizer_step(self, trainer, pl_module, optimizer) -> None:
+        if self.bad:
+            optimizer.zero_grad(set_to_none=True)
+
+
+class ZeroTermWatch(L.Callback):
+    """Warns once per contrastive term (``scale_<s>``, ``cross_*``) that has been exactly 0 for ``steps``
+    consecutive training steps: at that scale no (image, class) pair reaches ``min_views`` sampled pixels,
+    so it never contributes. Counts on the device; reads them back once every ``steps`` steps."""
+
+    def __init__(self, steps: int = 100) -> None:
+        self.steps = int(steps)
+        self.zero_steps: dict[str, Tensor] = {}
+        self.warned: set[str] = set()
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        prefix = "contrastive_"
+        for name, value in getattr(pl_module, "last_terms", {}).items():
+            term = name.removeprefix(prefix)
+            if not name.startswith(prefix) or not term.startswith(("scale_", "cross_")):
                 continue
-            if cb._last_global_step_saved >= trainer.global_step or trainer.global_step == 0:
-                continue
-            candidates = cb._monitor_candidates(trainer)
-            cb._save_topk_checkpoint(trainer, candidates)
-            cb._save_last_checkpoint(trainer, candidates)
+            count = self.zero_steps.get(term)
+            count = torch.zeros((), dtype=torch.long, device=value.device) if count is None else count
+            self.zero_steps[term] = torch.where(value == 0, count + 1, torch.zeros_like(count))
+        if self.steps <= 0 or trainer.global_step % self.steps or not self.zero_steps:
+            return
+        names = [n for n in self.zero_steps if n not in self.warned]
+        if not names:
+            return
+        counts = torch.stack([self.zero_steps[n] for n in names]).tolist()
+        silent = [n for n, c in zip(names, counts, strict=True) if c >= self.steps]
+        if silent:
+            self.warned.update(silent)
+            head = getattr(pl_module, "contrastive_head", None)
+            min_views = head.loss.min_views if head is not None else "?"
+            warnings.warn(
+                f"contrastive term(s) {silent} have been exactly 0 for {self.steps} consecutive steps: at "
+                f"that scale no (image, class) pair reaches min_views={min_views} sampled pixels (small "
+                "crops or deep maps), so it never contributes; use larger crops, lower contrast.min_views, or "
+                "give that scale's weight 0 (train/contrastive_pairs_* in the logs show the counts)",
+                stacklevel=2)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -144,7 +268,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             raise NonFiniteCheckpointError(
                 f"training diverged: at step {checkpoint.get('global_step', '?')} the weights are not finite "
                 f"(NaN/inf in {shown}); not writing {path}. Lower the learning rate (--model.optimizer.lr) or add "
-                "warm-up (--model.schedule.warmup_steps N)")
+                "warm-up (--model.lr_scheduler.warmup_steps N)")
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)

@@ -2,34 +2,31 @@
 
 from __future__ import annotations
 
-import math
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal
 
 import lightning as L
 import torch
+from jsonargparse import lazy_instance
+from lightning.pytorch.cli import OptimizerCallable
 from torch import Tensor, nn
+from torch.optim import Optimizer
+from torch.optim.lr_scheduler import LRScheduler
 
 from scalecontrast.constants import IMAGENET_MEAN, IMAGENET_STD
+from scalecontrast.engine.callbacks import tensorboard
 from scalecontrast.engine.inference import predict, resize_logits
 from scalecontrast.engine.metrics import SegmentationMetrics, format_scores
-from scalecontrast.engine.optim import build_optimizer, lr_lambda
-from scalecontrast.engine.options import (
-    ContrastOptions,
-    EvalOptions,
-    OptimizerOptions,
-    ScheduleOptions,
-    as_options,
-    loss_kwargs,
-    to_dict,
-)
+from scalecontrast.engine.optim import WarmupPolyLR, param_groups
+from scalecontrast.engine.options import ContrastOptions, EvalOptions, as_contrast_options, as_eval_options
 from scalecontrast.losses import ContrastiveHead, SegmentationLoss
 
-__all__ = ["SegmentationModule", "IMAGENET_MEAN", "IMAGENET_STD"]
+__all__ = ["SegmentationModule", "IMAGENET_MEAN", "IMAGENET_STD", "ScheduleCallable"]
 
-# A contrastive term exactly 0 for this many consecutive steps draws one warning.
-ZERO_TERM_STEPS = 100
+# A learning-rate schedule given by class path: called with the optimiser and the run's number of steps,
+# e.g. ``torch.optim.lr_scheduler.PolynomialLR`` or :class:`~scalecontrast.engine.optim.WarmupPolyLR`.
+ScheduleCallable = Callable[[Optimizer, int], LRScheduler]
 
 
 def _triple(v: Any, default: Sequence[float]) -> tuple[float, float, float]:
@@ -43,6 +40,14 @@ def _triple(v: Any, default: Sequence[float]) -> tuple[float, float, float]:
     if len(v) != 3:
         raise ValueError(f"mean/std must have 3 values, got {v}")
     return v[0], v[1], v[2]
+
+
+def attached_trainer(module: L.LightningModule) -> L.Trainer | None:
+    """``module.trainer``, or ``None`` when the module is used outside a trainer."""
+    try:
+        return module.trainer
+    except RuntimeError:
+        return None
 
 
 def _class_path(obj: Any) -> str:
@@ -108,23 +113,27 @@ class SegmentationModule(L.LightningModule):
         num_classes: K; default: the data's (or, with ``model``, the model's).
         contrast: the contrastive options (:class:`~scalecontrast.engine.options.ContrastOptions`:
             ``weight``, ``warmup_steps``, ``embed_dim`` and the options of
-            :class:`~scalecontrast.losses.MultiScaleContrastiveLoss`).
+            :class:`~scalecontrast.losses.MultiScaleContrastiveLoss`; a dict of them in Python).
         aux_weight, class_weights, ignore_index: the cross-entropy part.
-        optimizer: :class:`~scalecontrast.engine.options.OptimizerOptions`.
-        schedule: :class:`~scalecontrast.engine.options.ScheduleOptions`.
+        optimizer: called with the parameter groups (:func:`~scalecontrast.engine.optim.param_groups`: no
+            weight decay on norms and position embeddings); by class path on the command line
+            (``--model.optimizer torch.optim.AdamW --model.optimizer.lr 0.001``). Default: SGD, lr 0.01,
+            momentum 0.9, weight decay 5e-4.
+        lr_scheduler: called with the optimiser and the run's number of optimiser steps, stepped every step
+            (e.g. ``torch.optim.lr_scheduler.PolynomialLR``). Default: poly with power 0.9
+            (:class:`~scalecontrast.engine.optim.WarmupPolyLR`).
         evaluation: :class:`~scalecontrast.engine.options.EvalOptions` (TTA, sliding window).
         class_names, palette, class_groups: class metadata (taken from the data module when not
             given; saved in checkpoints). ``class_groups`` adds ``mIoU_<group>`` numbers.
         mean, std: input normalisation.
-        log_images: how many validation predictions to send to TensorBoard per validation.
         channels_last: run the model (and the contrastive head) in the channels-last memory format, with
             the input batches converted to it (1.4-1.75x faster convolutions on CPU, the fast path of
             tensor cores on GPU; same outputs up to float rounding). A wrapped model that fails in that
             layout (e.g. a ``.view`` on a non-contiguous tensor) keeps the default one, with a warning.
-        compile: ``torch.compile`` the model's forward (off by default: see the README for when it pays).
-        max_nonfinite_steps: training steps with a NaN / inf loss that are skipped (no weight update) before
-            the run stops with :class:`~scalecontrast.engine.callbacks.TrainingDivergedError`; 0 (default):
-            stop at the first one. The error names the step and the loss terms that were not finite.
+        compile: ``torch.compile`` the model's forward (off by default: see the docs for when it pays).
+
+    The guards of a run (non-finite losses, contrastive terms that stay 0, validation images, checkpoints)
+    are callbacks: :mod:`scalecontrast.engine.callbacks`.
     """
 
     def __init__(
@@ -138,51 +147,46 @@ class SegmentationModule(L.LightningModule):
         pretrained: bool | str = False,
         model_kwargs: dict[str, Any] | None = None,
         init_weights: dict[str, str] | None = None,
-        contrast: ContrastOptions | None = ContrastOptions(),  # noqa: B008 - immutable in use, shown by the CLI
+        contrast: ContrastOptions | None = lazy_instance(ContrastOptions),  # noqa: B008 - shown by the CLI
         aux_weight: float = 0.4,
         class_weights: list[float] | None = None,
         ignore_index: int = 255,
-        optimizer: OptimizerOptions = OptimizerOptions(),  # noqa: B008
-        schedule: ScheduleOptions = ScheduleOptions(),  # noqa: B008
+        optimizer: OptimizerCallable | None = None,
+        lr_scheduler: ScheduleCallable | None = None,
         evaluation: EvalOptions = EvalOptions(),  # noqa: B008
         class_names: list[str] | None = None,
         palette: list[list[int]] | None = None,
         class_groups: dict[str, list[int]] | None = None,
         mean: list[float] | None = None,
         std: list[float] | None = None,
-        log_images: int = 4,
         channels_last: bool = True,
         compile: bool = False,
-        max_nonfinite_steps: int = 0,
     ) -> None:
         super().__init__()
         with warnings.catch_warnings():  # a model instance is dropped from the hyper-parameters below
             warnings.filterwarnings("ignore", message=".*is an instance of `nn.Module`")
-            self.save_hyperparameters()
+            self.save_hyperparameters(ignore=["model"] if isinstance(model, nn.Module) else None)
         self._model_class = _class_path(model) if isinstance(model, nn.Module) else None
-        if isinstance(self.hparams.get("model"), nn.Module):
+        if isinstance(model, nn.Module):
             # Built in Python: the weights are in the state dict, the instance is not pickled with them
             # (load_module(ckpt, model=fresh_instance)). From the command line the hyper-parameters hold
             # the model's class path and init args instead, and it is rebuilt from those.
             self.hparams["model"] = None
-            if isinstance(getattr(self, "_hparams_initial", None), dict):
-                self._hparams_initial["model"] = None  # no second copy of the model kept for the loggers
             from scalecontrast.models import WrappedModel
 
             if isinstance(model, WrappedModel) and not taps:
                 self.hparams["taps"] = list(model.taps)  # so a fresh plain instance reloads with them
-        contrast = as_options(contrast, ContrastOptions, "contrast")
-        optimizer = as_options(optimizer, OptimizerOptions, "optimizer")
-        schedule = as_options(schedule, ScheduleOptions, "schedule")
-        evaluation = as_options(evaluation, EvalOptions, "evaluation")
-        if contrast is not None and contrast.warmup_steps < 0:
-            raise ValueError(f"contrast.warmup_steps must be >= 0, got {contrast.warmup_steps}")
-        # Checkpoints hold plain dicts (loadable with weights_only=True, re-parsed by the CLI).
-        for key, value in (("contrast", contrast), ("optimizer", optimizer), ("schedule", schedule),
-                           ("evaluation", evaluation)):
-            self.hparams[key] = to_dict(value)
+        contrast = as_contrast_options(contrast)
+        evaluation = as_eval_options(evaluation)
+        # Checkpoints hold plain values (loadable with weights_only=True, re-parsed by the CLI): the CLI gives
+        # optimizer / lr_scheduler as class_path + init_args; callables built in Python are not stored.
+        self.hparams["contrast"] = None if contrast is None else contrast.to_dict()
+        self.hparams["evaluation"] = evaluation.to_dict()
+        for key in ("optimizer", "lr_scheduler"):
+            if not isinstance(self.hparams.get(key), Mapping | None):
+                self.hparams[key] = None
         self.contrast_options = contrast if contrast is not None and contrast.weight > 0 else None
-        self.optimizer_options, self.schedule_options, self.eval_options = optimizer, schedule, evaluation
+        self.optimizer_factory, self.scheduler_factory, self.eval_options = optimizer, lr_scheduler, evaluation
         self.model = self._build_model(model, taps, head, backbone, num_classes, pretrained, model_kwargs)
         if init_weights:
             from scalecontrast.models import WrappedModel, load_weights
@@ -211,15 +215,13 @@ class SegmentationModule(L.LightningModule):
                 raise ValueError("contrast is on but the model offers no feature maps: name the submodules "
                                  "to contrast with `taps` (e.g. --model.taps '[encoder.layer1, ...]'), or "
                                  "train with cross-entropy only (--model.contrast null)")
-            kwargs = loss_kwargs(self.contrast_options)
-            kwargs["num_classes"] = int(num_classes)  # sizes the pixel memory, when there is one
             self.contrastive_head = ContrastiveHead(channels, embed_dim=self.contrast_options.embed_dim,
-                                                    ignore_index=ignore_index, **kwargs)
+                                                    ignore_index=ignore_index, num_classes=int(num_classes),
+                                                    **self.contrast_options.loss_options)
         self.val_metrics = SegmentationMetrics(int(num_classes), ignore_index=ignore_index)
         self.test_metrics = SegmentationMetrics(int(num_classes), ignore_index=ignore_index)
         self.last_scores: dict[str, Tensor] = {}
-        self._zero_steps: dict[str, Tensor] = {}
-        self._zero_warned: set[str] = set()
+        self.last_terms: dict[str, Tensor] = {}  # this step's loss terms, detached (read by the callbacks)
         self.channels_last = bool(channels_last) and _supports_channels_last(self.model)
         if self.channels_last:
             self.model.to(memory_format=torch.channels_last)
@@ -228,9 +230,6 @@ class SegmentationModule(L.LightningModule):
         # Not a registered submodule: the compiled wrapper shares the model's parameters, and the
         # checkpoint keys stay those of the model.
         object.__setattr__(self, "_compiled", torch.compile(self.model) if compile else None)
-        if int(max_nonfinite_steps) < 0:
-            raise ValueError(f"max_nonfinite_steps must be >= 0, got {max_nonfinite_steps}")
-        self._nonfinite_steps = 0
 
     @staticmethod
     def _build_model(model, taps, head, backbone, num_classes, pretrained, model_kwargs) -> nn.Module:
@@ -282,7 +281,7 @@ class SegmentationModule(L.LightningModule):
         return torch.randint(0, 256, (self.num_classes, 3), generator=gen).tolist()
 
     def setup(self, stage: str) -> None:
-        dm = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        dm = getattr(attached_trainer(self), "datamodule", None)
         classes = getattr(dm, "classes", None)
         if classes is not None:
             if len(classes) != self.num_classes:
@@ -362,106 +361,41 @@ class SegmentationModule(L.LightningModule):
         out = self(images)
         seg = self.seg_loss(out.logits, masks, out.aux_logits)
         loss = seg["loss"]
-        logs = {f"train/{k}": v.detach() for k, v in seg.items() if k != "loss"}
+        terms = {k: v.detach() for k, v in seg.items() if k != "loss"}
         if self.contrastive_head is not None:
-            kwargs = {}
-            if getattr(self.contrast_options, "hard_fraction", 0.0) > 0:
-                kwargs["predictions"] = out.logits.detach().argmax(dim=1)
-            terms = self.contrastive_head(out.features, masks, return_terms=True, **kwargs)
+            predictions = out.logits.detach().argmax(dim=1) if self.contrastive_head.loss.hard_fraction > 0 else None
+            contrast = self.contrastive_head(out.features, masks, predictions=predictions, return_terms=True)
             weight = self.contrastive_weight_at(self.global_step)
-            loss = loss + weight * terms["loss"]
-            logs["train/contrastive_weight"] = torch.as_tensor(weight)
-            for k, v in terms.items():
-                key = "train/contrastive" if k == "loss" else f"train/contrastive_{k}"
-                logs[key] = v.detach() if isinstance(v, Tensor) else torch.as_tensor(v)
-            self._watch_zero_terms(terms)
+            loss = loss + weight * contrast["loss"]
+            terms["contrastive_weight"] = torch.as_tensor(weight)
+            for k, v in contrast.items():
+                terms["contrastive" if k == "loss" else f"contrastive_{k}"] = v.detach()
+        terms["loss"] = loss.detach()
+        self.last_terms = terms
         bs = images.shape[0]
-        self.log_dict(logs, on_step=True, on_epoch=False, batch_size=bs)
-        self.log("train/loss", loss.detach(), on_step=True, on_epoch=False, prog_bar=True, batch_size=bs)
-        opt = self.optimizers(use_pl_optimizer=False) if self._trainer is not None else None
-        if opt is not None and not isinstance(opt, list):
-            self.log("train/lr", float(opt.param_groups[0]["lr"]), on_step=True, on_epoch=False,
-                     batch_size=bs)
-        return self._finite_or_skip(loss, logs)
-
-    def _finite_or_skip(self, loss: Tensor, logs: dict[str, Tensor]) -> Tensor | None:
-        """``loss`` when finite (on every process). Otherwise ``None`` (Lightning skips backward and the
-        update), up to ``max_nonfinite_steps`` times, then :class:`TrainingDivergedError` naming the step and
-        the non-finite terms. One host read of a flag per step."""
-        bad = not bool(torch.isfinite(loss.detach()).all())
-        if self._trainer is not None:
-            bad = bool(self.trainer.strategy.reduce_boolean_decision(bad, all=False))
-        if not bad:
-            return loss
-        from scalecontrast.engine.callbacks import TrainingDivergedError, describe_terms
-
-        self._nonfinite_steps += 1
-        values = {"loss": float(loss.detach().float())}
-        values.update({k.removeprefix("train/"): float(v.detach().float()) for k, v in logs.items()
-                       if isinstance(v, Tensor) and v.numel() == 1})
-        culprits = {k: v for k, v in values.items() if not math.isfinite(v) and k != "loss"}
-        limit = int(self.hparams.get("max_nonfinite_steps", 0) or 0)
-        where = f"step {int(self.global_step) + 1} (epoch {self.current_epoch})"
-        what = (f"loss={values['loss']}, non-finite terms: {describe_terms(culprits)}" if culprits
-                else f"loss={values['loss']} (its terms are finite: the weighted sum overflowed)")
-        lr = self.optimizer_options.lr
-        if self._nonfinite_steps > limit:
-            raise TrainingDivergedError(
-                f"training diverged: non-finite loss at {where}: {what}. The run stops before updating the weights "
-                f"with it. Lower the learning rate (--model.optimizer.lr, now {lr:g}), add warm-up "
-                "(--model.schedule.warmup_steps N), or skip up to N such steps with --model.max_nonfinite_steps N")
-        warnings.warn(f"non-finite loss at {where}: {what}; step skipped (no weight update), "
-                      f"{self._nonfinite_steps} of --model.max_nonfinite_steps {limit}", stacklevel=2)
-        return None
-
-    def _watch_zero_terms(self, terms: dict[str, Tensor]) -> None:
-        """Count, on the device, the consecutive steps each contrastive term was exactly 0; read the
-        counts back once every ``ZERO_TERM_STEPS`` steps and warn once per term that never contributed."""
-        for name, value in terms.items():
-            if name == "loss" or not (name.startswith("scale_") or name.startswith("cross_")):
-                continue
-            count = self._zero_steps.get(name)
-            if count is None:
-                count = torch.zeros((), dtype=torch.long, device=value.device)
-            self._zero_steps[name] = torch.where(value.detach() == 0, count + 1, torch.zeros_like(count))
-        step = int(self.global_step) + 1
-        if step % ZERO_TERM_STEPS or not self._zero_steps:
-            return
-        names = [n for n in self._zero_steps if n not in self._zero_warned]
-        if not names:
-            return
-        counts = torch.stack([self._zero_steps[n] for n in names]).tolist()
-        silent = [n for n, c in zip(names, counts, strict=True) if c >= ZERO_TERM_STEPS]
-        if silent:
-            self._zero_warned.update(silent)
-            opts = self.contrast_options
-            warnings.warn(
-                f"contrastive term(s) {silent} have been exactly 0 for {ZERO_TERM_STEPS} consecutive steps: at "
-                f"that scale no (image, class) pair reaches min_views={opts.min_views} sampled pixels (small "
-                "crops or deep maps), so it never contributes; use larger crops, lower contrast.min_views, or "
-                "give that scale's weight 0 (train/contrastive_pairs_* in the logs show the counts)",
-                stacklevel=2)
+        self.log_dict({f"train/{k}": v for k, v in terms.items() if k != "loss"}, on_step=True, on_epoch=False,
+                      batch_size=bs)
+        self.log("train/loss", terms["loss"], on_step=True, on_epoch=False, prog_bar=True, batch_size=bs)
+        if attached_trainer(self) is not None:
+            opt = self.optimizers(use_pl_optimizer=False)
+            if isinstance(opt, Optimizer):
+                self.log("train/lr", float(opt.param_groups[0]["lr"]), on_step=True, on_epoch=False, batch_size=bs)
+        return loss
 
     def contrastive_weight_at(self, step: int) -> float:
         """``contrast.weight``, ramped linearly from 0 over the first ``contrast.warmup_steps``."""
-        opts = self.contrast_options
-        if opts is None:
-            return 0.0
-        warmup = int(opts.warmup_steps)
-        return float(opts.weight) * (min(1.0, step / warmup) if warmup > 0 else 1.0)
+        return 0.0 if self.contrast_options is None else self.contrast_options.weight_at(step)
 
     def configure_optimizers(self):
-        o, sch = self.optimizer_options, self.schedule_options
         trainable = nn.ModuleList([m for m in (self.model, self.contrastive_head) if m is not None])
-        opt = build_optimizer(trainable, name=o.name, lr=o.lr, weight_decay=o.weight_decay,
-                              momentum=o.momentum, nesterov=o.nesterov, betas=o.betas)
-        max_steps = sch.max_steps
-        if not max_steps:
-            est = self.trainer.estimated_stepping_batches
-            max_steps = int(est) if est != float("inf") else 1
-        fn = lr_lambda(max_steps, schedule=sch.name, power=sch.power, warmup_steps=sch.warmup_steps,
-                       warmup_ratio=sch.warmup_ratio, min_lr_ratio=sch.min_lr_ratio)
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, fn)
+        groups = param_groups(trainable)
+        if self.optimizer_factory is None:
+            opt = torch.optim.SGD(groups, lr=0.01, momentum=0.9, weight_decay=5e-4)
+        else:
+            opt = self.optimizer_factory(groups)
+        steps = self.trainer.estimated_stepping_batches
+        steps = int(steps) if steps != float("inf") else 1
+        sched = WarmupPolyLR(opt, steps) if self.scheduler_factory is None else self.scheduler_factory(opt, steps)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step", "frequency": 1}}
 
     # ----------------------------------------------------------------------------------------
@@ -473,10 +407,9 @@ class SegmentationModule(L.LightningModule):
         metrics.update(preds, masks)
         return preds
 
-    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
-        preds = self._eval_step(batch, self.val_metrics)
-        if batch_idx == 0 and self.hparams.log_images and not self.trainer.sanity_checking:
-            self._log_images(batch, preds)
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor:
+        """Updates the metrics; returns the predictions ``(B, H, W)`` (for :class:`ValidationImages`)."""
+        return self._eval_step(batch, self.val_metrics)
 
     def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         self._eval_step(batch, self.test_metrics)
@@ -505,7 +438,7 @@ class SegmentationModule(L.LightningModule):
         for k, v in summary.items():
             # already summed over processes by torchmetrics; the mean of equal values is a no-op
             self.log(k, v.to(self.device), prog_bar=k.endswith("/mIoU"), sync_dist=True)
-        tb = self._tensorboard()
+        tb = tensorboard(self.trainer)
         if tb is not None and self.trainer.is_global_zero:
             for name, v in zip(self.class_names, scores["iou"].tolist(), strict=False):
                 if v == v:
@@ -514,28 +447,3 @@ class SegmentationModule(L.LightningModule):
         if fn in ("validate", "test") and self.trainer.is_global_zero:
             title = f"{prefix} results ({self.num_classes} classes)"
             print("\n" + format_scores(scores, self.class_names, title=title), flush=True)
-
-    # ----------------------------------------------------------------------------------------
-    # logging helpers
-    def _tensorboard(self):
-        if self._trainer is None:
-            return None
-        for logger in self.trainer.loggers:
-            exp = getattr(logger, "experiment", None)
-            if exp is not None and hasattr(exp, "add_image"):
-                return exp
-        return None
-
-    @torch.no_grad()
-    def _log_images(self, batch: dict[str, Any], preds: Tensor) -> None:
-        tb = self._tensorboard()
-        if tb is None or not self.trainer.is_global_zero:
-            return
-        palette = torch.tensor(self.palette + [[0, 0, 0]] * (256 - self.num_classes),
-                               dtype=torch.float32, device=preds.device) / 255.0
-        n = min(int(self.hparams.log_images), preds.shape[0])
-        for i in range(n):
-            image = resize_logits(batch["image"][i : i + 1].float(), preds.shape[-2:])[0].clamp(0, 1)
-            gt = palette[batch["mask"][i].long().clamp(0, 255)].permute(2, 0, 1)
-            pr = palette[preds[i].long()].permute(2, 0, 1)
-            tb.add_image(f"val_samples/{i}", torch.cat([image, gt, pr], dim=2), self.global_step)

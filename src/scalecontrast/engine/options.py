@@ -1,96 +1,59 @@
-"""The grouped options of :class:`~scalecontrast.engine.SegmentationModule`, one small dataclass per
-concern (``--model.contrast.*``, ``--model.optimizer.*``, ``--model.schedule.*``, ``--model.evaluation.*``).
+"""The grouped options of :class:`~scalecontrast.engine.SegmentationModule`: ``--model.contrast.*``
+(:class:`ContrastOptions`) and ``--model.evaluation.*`` (:class:`EvalOptions`).
 
-``ContrastOptions`` is generated from :class:`~scalecontrast.losses.MultiScaleContrastiveLoss`'s
-signature, so the loss's options are written once (in the loss) and every new loss option is a CLI
-option at once.
+``ContrastOptions`` takes the options of :class:`~scalecontrast.losses.MultiScaleContrastiveLoss` as its
+keyword arguments: jsonargparse reads them from the loss's own signature (types, defaults and docstrings
+in ``--help``), so a new loss option is a command-line option at once.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import inspect
-import typing
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from dataclasses import asdict, dataclass, field
+from typing import Any, final
 
 from scalecontrast.losses import MultiScaleContrastiveLoss
 
-__all__ = ["ContrastOptions", "EvalOptions", "OptimizerOptions", "ScheduleOptions", "as_options", "to_dict"]
-
-# Loss arguments the module sets itself (from the segmentation loss and the data).
-_FROM_MODULE = ("ignore_index", "num_classes")
+__all__ = ["ContrastOptions", "EvalOptions", "as_contrast_options", "as_eval_options"]
 
 
-def _jsonable(value: Any) -> Any:
-    return list(value) if isinstance(value, tuple) else value
+@final
+class ContrastOptions:
+    """The contrastive part of the loss: ``weight * (MS + CS)``.
 
+    Args:
+        weight: factor on the contrastive loss (0.1 in the paper); 0 trains with cross-entropy only.
+        warmup_steps: ramp ``weight`` linearly from 0 over this many steps (0: full weight from the start).
+        embed_dim: output channels of the projectors.
+        loss_options: the options of :class:`~scalecontrast.losses.MultiScaleContrastiveLoss` (its
+            ``ignore_index`` and ``num_classes`` are the module's).
+    """
 
-def _annotation(hint: Any, default: Any) -> Any:
-    if isinstance(default, tuple):  # Sequence[float] defaults shown as lists on the command line
-        return list[float] if all(isinstance(v, float) for v in default) else list
-    return hint
+    def __init__(self, weight: float = 0.1, warmup_steps: int = 0, embed_dim: int = 256, **loss_options: Any) -> None:
+        if warmup_steps < 0:
+            raise ValueError(f"contrast.warmup_steps must be >= 0, got {warmup_steps}")
+        valid = [n for n in inspect.signature(MultiScaleContrastiveLoss).parameters
+                 if n not in ("ignore_index", "num_classes")]
+        unknown = sorted(set(loss_options) - set(valid))
+        if unknown:
+            raise ValueError(f"unknown contrast option(s) {unknown}; valid: "
+                             f"{sorted(['weight', 'warmup_steps', 'embed_dim', *valid])}")
+        MultiScaleContrastiveLoss(ignore_index=255, num_classes=1, **loss_options)  # checks the values
+        self.weight = float(weight)
+        self.warmup_steps = int(warmup_steps)
+        self.embed_dim = int(embed_dim)
+        self.loss_options = {k: tuple(v) if isinstance(v, list) else v for k, v in loss_options.items()}
 
+    def to_dict(self) -> dict[str, Any]:
+        """Plain values (lists for sequences): what checkpoints store."""
+        opts = {k: list(v) if isinstance(v, tuple) else v for k, v in self.loss_options.items()}
+        return {"weight": self.weight, "warmup_steps": self.warmup_steps, "embed_dim": self.embed_dim, **opts}
 
-def _contrast_fields() -> list[tuple[str, Any, Any]]:
-    hints = typing.get_type_hints(MultiScaleContrastiveLoss.__init__)
-    fields: list[tuple[str, Any, Any]] = [
-        ("weight", float, field(default=0.1)),
-        ("warmup_steps", int, field(default=0)),
-        ("embed_dim", int, field(default=256)),
-    ]
-    for name, param in inspect.signature(MultiScaleContrastiveLoss.__init__).parameters.items():
-        if name == "self" or name in _FROM_MODULE or param.kind not in (param.POSITIONAL_OR_KEYWORD,
-                                                                          param.KEYWORD_ONLY):
-            continue
-        default = _jsonable(param.default)
-        ann = _annotation(hints.get(name, Any), param.default)
-        fields.append((name, ann, field(default_factory=lambda d=default: list(d)) if isinstance(default, list)
-                       else field(default=default)))
-    return fields
-
-
-ContrastOptions = dataclasses.make_dataclass("ContrastOptions", _contrast_fields())
-ContrastOptions.__module__ = __name__  # picklable and importable as scalecontrast.engine.options.ContrastOptions
-ContrastOptions.__doc__ = (
-    "The contrastive part of the loss: ``weight * (MS + CS)``.\n\n"
-    "``weight`` (0.1 in the paper) is the factor on the contrastive loss; ``warmup_steps`` ramps it "
-    "linearly from 0 (0: full weight from the first step); ``embed_dim`` is the projectors' output "
-    "channels. Every other field is the argument of the same name of "
-    "``scalecontrast.losses.MultiScaleContrastiveLoss`` (see its docstring).")
-
-
-def loss_kwargs(options: Any) -> dict[str, Any]:
-    """The ``MultiScaleContrastiveLoss`` keyword arguments of a :data:`ContrastOptions`."""
-    skip = ("weight", "warmup_steps", "embed_dim")
-    return {k: (tuple(v) if isinstance(v, list) else v) for k, v in dataclasses.asdict(options).items()
-            if k not in skip}
-
-
-@dataclass
-class OptimizerOptions:
-    """SGD or AdamW; normalisation layers and position embeddings get no weight decay."""
-
-    name: Literal["sgd", "adamw"] = "sgd"
-    lr: float = 0.01
-    weight_decay: float = 5e-4
-    momentum: float = 0.9
-    nesterov: bool = False
-    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
-
-
-@dataclass
-class ScheduleOptions:
-    """Per-iteration learning-rate schedule (``constant``, ``poly``, ``warmup_poly``); ``max_steps``
-    defaults to the trainer's estimated number of steps."""
-
-    name: Literal["poly", "warmup_poly", "constant"] = "poly"
-    power: float = 0.9
-    warmup_steps: int = 0
-    warmup_ratio: float = 1e-6
-    min_lr_ratio: float = 0.0
-    max_steps: int | None = None
+    def weight_at(self, step: int) -> float:
+        """``weight``, ramped linearly from 0 over the first ``warmup_steps``."""
+        ramp = min(1.0, step / self.warmup_steps) if self.warmup_steps > 0 else 1.0
+        return self.weight * ramp
 
 
 @dataclass
@@ -103,25 +66,27 @@ class EvalOptions:
     crop_size: list[int] | None = None
     stride: list[int] | None = None
 
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
 
-def as_options(value: Any, cls: type, name: str) -> Any:
-    """``value`` (an instance of ``cls``, a mapping of its fields, or ``None``) as an instance of ``cls``
-    (``None`` stays ``None``); unknown keys raise an error naming them."""
-    if value is None or isinstance(value, cls):
+
+def as_contrast_options(value: ContrastOptions | Mapping[str, Any] | None) -> ContrastOptions | None:
+    """``value`` (options, a mapping of them, or ``None`` for cross-entropy only) as :class:`ContrastOptions`."""
+    if value is None or isinstance(value, ContrastOptions):
         return value
-    if dataclasses.is_dataclass(value):
-        value = dataclasses.asdict(value)
     if not isinstance(value, Mapping):
-        raise TypeError(f"{name} must be a {cls.__name__} or a dict of its fields, got {type(value).__name__}")
-    known = {f.name for f in dataclasses.fields(cls)}
+        raise TypeError(f"contrast must be ContrastOptions, a dict of its options or None, got {type(value).__name__}")
+    return ContrastOptions(**dict(value))
+
+
+def as_eval_options(value: EvalOptions | Mapping[str, Any]) -> EvalOptions:
+    """``value`` (options or a mapping of them) as :class:`EvalOptions`; unknown keys raise an error naming them."""
+    if isinstance(value, EvalOptions):
+        return value
+    if not isinstance(value, Mapping):
+        raise TypeError(f"evaluation must be EvalOptions or a dict of its fields, got {type(value).__name__}")
+    known = set(EvalOptions.__dataclass_fields__)
     unknown = sorted(set(value) - known)
     if unknown:
-        raise ValueError(f"unknown {name} option(s) {unknown}; valid: {sorted(known)}")
-    return cls(**dict(value))
-
-
-def to_dict(value: Any) -> dict[str, Any] | None:
-    """A dataclass instance as a plain dict (``None`` stays ``None``): what checkpoints store."""
-    if value is None:
-        return None
-    return {k: _jsonable(v) for k, v in dataclasses.asdict(value).items()}
+        raise ValueError(f"unknown evaluation option(s) {unknown}; valid: {sorted(known)}")
+    return EvalOptions(**dict(value))
