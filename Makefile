@@ -35,13 +35,14 @@ bench: setup
 # `DATA=path/to/camvid make demo` does the same on CamVid (SegNet layout, see `scalecontrast data camvid`).
 DEMO_OUT ?= outputs/demo
 DEMO_STEPS ?= 150
+DEMO_CONTRAST := --config configs/contrast/mscs.yaml --config configs/contrast/cpu_sampling.yaml
 ifeq ($(strip $(DATA)),)
-DEMO_CFG := configs/synthetic/fpn_lite0_mscs.yaml
+DEMO_CFG := --config configs/synthetic/fpn_lite0.yaml $(DEMO_CONTRAST)
 DEMO_DATA :=
 DEMO_TRAIN :=
 DEMO_IMAGES := $(DEMO_OUT)/images/test/images
 else
-DEMO_CFG := configs/camvid/fpn_lite0_mscs.yaml
+DEMO_CFG := --config configs/camvid/fpn_lite0.yaml $(DEMO_CONTRAST)
 DEMO_DATA := --data.root $(DATA)
 DEMO_TRAIN := --data.crop_size '[256, 256]' --trainer.val_check_interval $(DEMO_STEPS)
 DEMO_IMAGES := $(DATA)/test
@@ -52,13 +53,13 @@ SC := $(BIN)/scalecontrast
 
 demo: setup
 	rm -rf $(DEMO_RUN)
-	$(SC) fit --config $(DEMO_CFG) $(DEMO_DATA) $(DEMO_TRAIN) --trainer.max_steps $(DEMO_STEPS) \
+	$(SC) fit $(DEMO_CFG) $(DEMO_DATA) $(DEMO_TRAIN) --trainer.max_steps $(DEMO_STEPS) \
 		--trainer.default_root_dir $(DEMO_RUN)
-	$(SC) test --config $(DEMO_CFG) $(DEMO_DATA) --ckpt_path $(DEMO_CKPT) \
+	$(SC) test $(DEMO_CFG) $(DEMO_DATA) --ckpt_path $(DEMO_CKPT) \
 		--trainer.default_root_dir $(DEMO_RUN) --trainer.enable_progress_bar false
 	$(if $(strip $(DATA)),,$(SC) data synthetic --root $(DEMO_OUT)/images --num 6)
 	$(SC) segment --ckpt_path $(DEMO_CKPT) --input $(DEMO_IMAGES) --limit 6 --output $(DEMO_OUT)/segment
-	$(SC) embed --config $(DEMO_CFG) $(DEMO_DATA) --ckpt_path $(DEMO_CKPT) --output $(DEMO_OUT)/tsne.png
+	$(SC) embed --config $(word 2,$(DEMO_CFG)) $(DEMO_DATA) --ckpt_path $(DEMO_CKPT) --output $(DEMO_OUT)/tsne.png
 	@echo "demo: masks and overlays in $(DEMO_OUT)/segment, t-SNE in $(DEMO_OUT)/tsne.png," \
 		"TensorBoard logs in $(DEMO_RUN) (tensorboard --logdir $(DEMO_RUN))"
 

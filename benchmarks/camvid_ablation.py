@@ -1,6 +1,7 @@
 """CamVid ablation: CE vs CE + single-scale / multi-scale / multi+cross-scale contrast, several seeds.
 
-Each run trains one CamVid config (``configs/camvid/fpn_lite0_{ce,ss,ms,mscs}.yaml``; ``--heads``
+Each run trains the CamVid recipe ``configs/camvid/fpn_lite0.yaml`` with one contrast overlay (none,
+``configs/contrast/{ss,ms,mscs}.yaml``, each with ``cpu_sampling.yaml``); ``--heads``
 swaps the head, e.g. ``deeplabv3``) on ``train`` with a fixed CPU-sized recipe, then scores the
 *final* model on ``--eval-split`` (no checkpoint is picked on test). Every finished run is appended
 to ``--results`` (JSON lines) and skipped when the script starts again; an interrupted run resumes
@@ -49,9 +50,11 @@ def append_result(path: Path, results: dict[str, dict], row: dict) -> None:
 
 
 def train_args(args, head: str, setting: str, seed: int, out: Path, extra: Sequence[str] = ()) -> list[str]:
-    cfg = ROOT / "configs" / "camvid" / f"fpn_lite0_{setting}.yaml"
+    configs = [ROOT / "configs" / "camvid" / "fpn_lite0.yaml"]
+    if setting != "ce":
+        configs += [ROOT / "configs" / "contrast" / f"{setting}.yaml", ROOT / "configs" / "contrast" / "cpu_sampling.yaml"]
     return [
-        "--config", str(cfg),
+        *[a for c in configs for a in ("--config", str(c))],
         "--data.root", str(args.data_root),
         "--model.head", head,
         "--seed_everything", str(seed),

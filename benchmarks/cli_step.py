@@ -1,7 +1,8 @@
 """The CamVid training step through the real CLI, this checkout against another commit, side by side.
 
-Runs ``scalecontrast fit`` on a CamVid recipe (default ``configs/camvid/fpn_lite0_ce.yaml`` and its
-MS+CS twin: 288x288 crops, batch 8, 2 loader workers, as a user runs it) for ``--steps`` steps, once
+Runs ``scalecontrast fit`` on a CamVid recipe (default ``configs/camvid/fpn_lite0.yaml``, CE, and with the
+MS+CS overlays ``configs/contrast/mscs.yaml`` + ``cpu_sampling.yaml``: 288x288 crops, batch 8, 2 loader
+workers, as a user runs it) for ``--steps`` steps, once
 with this checkout's code and once with the reference commit's (checked out into a temporary git
 worktree, imported through PYTHONPATH), alternating for ``--rounds`` rounds so drifts in the machine's
 speed hit both alike. Step time = wall time between the ends of consecutive steps (data loading
@@ -24,9 +25,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def run(tree: Path, config: str, args, out: Path) -> list[float]:
+def run(tree: Path, configs: list[str], args, out: Path) -> list[float]:
     times = out / "times.json"
-    cmd = [sys.executable, "-m", "scalecontrast.cli", "fit", "--config", str(tree / config),
+    cmd = [sys.executable, "-m", "scalecontrast.cli", "fit",
+           *[a for c in configs for a in ("--config", str(tree / c))],
            "--data.root", str(args.data_root), "--trainer.max_steps", str(args.steps),
            "--trainer.default_root_dir", str(out), "--trainer.limit_val_batches", "0",
            "--trainer.enable_progress_bar", "false", "--trainer.logger", "false",
@@ -44,12 +46,15 @@ def main() -> None:
     default_root = str(ROOT.parent / "shared" / "data" / "camvid")
     p.add_argument("--data-root", default=os.environ.get("SCALECONTRAST_CAMVID", default_root))
     p.add_argument("--ref", default="eeaa50f", help="the commit to compare with")
-    p.add_argument("--configs", nargs="+", default=["configs/camvid/fpn_lite0_ce.yaml",
-                                                    "configs/camvid/fpn_lite0_mscs.yaml"])
+    p.add_argument("--base", default="configs/camvid/fpn_lite0.yaml", help="the base recipe (CE)")
+    p.add_argument("--overlays", nargs="+",
+                   default=["configs/contrast/mscs.yaml", "configs/contrast/cpu_sampling.yaml"],
+                   help="the contrast overlays of the second setting")
     p.add_argument("--steps", type=int, default=30)
     p.add_argument("--skip", type=int, default=4, help="first steps left out (worker start-up, warm-up)")
     p.add_argument("--rounds", type=int, default=2)
     args = p.parse_args()
+    settings = {"ce": [args.base], "mscs": [args.base, *args.overlays]}
     with tempfile.TemporaryDirectory() as tmp:
         ref = Path(tmp) / "ref"
         subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(ref), args.ref],
@@ -57,9 +62,9 @@ def main() -> None:
         try:
             times: dict[tuple[str, str], list[float]] = {}
             for r in range(args.rounds):
-                for config in args.configs:
+                for config, stack in settings.items():
                     for name, tree in (("ref", ref), ("new", ROOT)):
-                        t = run(tree, config, args, Path(tmp) / f"{name}_{r}_{Path(config).stem}")
+                        t = run(tree, stack, args, Path(tmp) / f"{name}_{r}_{config}")
                         times.setdefault((name, config), []).extend(t)
                         print(f"round {r}: {name} {config}: median {statistics.median(t):.3f} s", flush=True)
         finally:
@@ -67,15 +72,12 @@ def main() -> None:
     load = os.getloadavg()[0]
     print(f"\nload average at the end {load:.2f}; {args.rounds} rounds x {args.steps - args.skip} steps per setting\n")
     print(f"| recipe | {args.ref} (s/step) | this checkout (s/step) | speed-up |\n|---|---|---|---|")
-    for config in args.configs:
+    for config in settings:
         old, new = statistics.median(times[("ref", config)]), statistics.median(times[("new", config)])
-        print(f"| {Path(config).stem} | {old:.3f} | {new:.3f} | {old / new:.2f}x |")
-    ce = [c for c in args.configs if c.endswith("_ce.yaml")]
-    for config in args.configs:
-        if ce and config != ce[0]:
-            for name in ("ref", "new"):
-                ratio = statistics.median(times[(name, config)]) / statistics.median(times[(name, ce[0])])
-                print(f"\n{Path(config).stem} / {Path(ce[0]).stem} ({name}): {ratio:.2f}x", end="")
+        print(f"| {config} | {old:.3f} | {new:.3f} | {old / new:.2f}x |")
+    for name in ("ref", "new"):
+        ratio = statistics.median(times[(name, "mscs")]) / statistics.median(times[(name, "ce")])
+        print(f"\nmscs / ce ({name}): {ratio:.2f}x", end="")
     print()
 
 

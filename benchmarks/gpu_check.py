@@ -12,7 +12,7 @@ warm-up and timed steps stop at ``--setting-cap-s``; a setting whose worst case 
 
 (a) training steps/s and peak GPU memory of the Cityscapes HRNet-W48 recipe (512x1024 crops,
     batch 3, SGD) and the ADE20K UPerNet-Swin-T recipe (512x512, batch 2, AdamW, + 0.4 aux CE),
-    CE vs CE + 0.1 x (MS + CS) with the contrast options of the ``*_mscs.yaml`` configs, under
+    CE vs CE + 0.1 x (MS + CS) with the contrast options of ``configs/contrast/mscs.yaml``, under
     bf16 autocast with model and inputs channels_last, ``pretrained=False``; random images and
     blocky random label maps (a few warm-up steps, then timed steps). A setting that runs out of
     memory is reported as OOM and retried with half the batch.
@@ -74,17 +74,18 @@ class Recipe:
     notes: list[str] = field(default_factory=list)
 
 
+OVERLAY = "configs/contrast/mscs.yaml"
 # Used when a config file is missing or unreadable (the values of the configs at the time of writing).
 _PAPER_CONTRAST = dict(embed_dim=256, weight=0.1, scale_weights=[1.0, 0.7, 0.4, 0.1], temperature=0.1,
                        cross_scale=True, cross_scale_temperature=0.1, cross_scale_weights=[1.0, 1.0],
                        min_views=5, max_views=2500, max_total=10000)
 _FALLBACK = {
-    "cityscapes": dict(config="configs/cityscapes/hrnet_w48_mscs.yaml",
-                       model=dict(head="hrnet", backbone="hrnet_w48", num_classes=19, contrast=_PAPER_CONTRAST,
+    "cityscapes": dict(config="configs/cityscapes/hrnet_w48.yaml", num_classes=19,
+                       model=dict(head="hrnet", backbone="hrnet_w48", contrast=_PAPER_CONTRAST,
                                   optimizer=dict(name="sgd", lr=0.01, momentum=0.9, weight_decay=5e-4)),
                        data=dict(batch_size=3, crop_size=[512, 1024])),
-    "ade20k": dict(config="configs/ade20k/upernet_swin_t_mscs.yaml",
-                   model=dict(head="upernet", backbone="swin_tiny_patch4_window7_224", num_classes=150,
+    "ade20k": dict(config="configs/ade20k/upernet_swin_t.yaml", num_classes=150,
+                   model=dict(head="upernet", backbone="swin_tiny_patch4_window7_224",
                               aux_weight=0.4, model_kwargs={"drop_path_rate": 0.3}, contrast=_PAPER_CONTRAST,
                               optimizer=dict(name="adamw", lr=6e-5, betas=[0.9, 0.999], weight_decay=0.01)),
                    data=dict(batch_size=2, crop_size=[512, 512])),
@@ -103,7 +104,10 @@ def load_recipe(name: str, smoke: bool) -> Recipe:
 
         with open(ROOT / spec["config"]) as f:
             cfg = yaml.safe_load(f)
-        cfg["model"]["contrast"]  # noqa: B018 - the keys this script reads
+        with open(ROOT / OVERLAY) as f:  # the contrast settings: an overlay on the base recipe
+            cfg["model"]["contrast"] = yaml.safe_load(f)["model"]["contrast"]
+        opt = cfg["model"]["optimizer"]  # by class path: torch.optim.SGD / AdamW and their init args
+        cfg["model"]["optimizer"] = {"name": opt["class_path"].rsplit(".", 1)[-1].lower(), **opt["init_args"]}
     except Exception as e:  # noqa: BLE001 - any problem: fall back to the built-in copy
         notes.append(f"{spec['config']} unreadable ({type(e).__name__}): built-in copy of its settings")
         cfg = None
@@ -117,7 +121,7 @@ def load_recipe(name: str, smoke: bool) -> Recipe:
     if smoke:
         crop, batch = (64, 64), 2
         backbone, model_kwargs = _SMOKE[name]["backbone"], dict(_SMOKE[name]["model_kwargs"])
-    k = int(m["num_classes"])
+    k = int(spec["num_classes"])
     return Recipe(name=name, config=spec["config"], head=m["head"], backbone=backbone, num_classes=k, crop=crop,
                   batch=batch, aux_weight=float(m.get("aux_weight", 0.4)), model_kwargs=model_kwargs,
                   contrast=contrast, weight=weight, optimizer=dict(m["optimizer"]),
@@ -514,8 +518,8 @@ def main(argv: list[str] | None = None) -> None:
         extra = f" {r.model_kwargs}" if r.model_kwargs else ""
         print(f"- {r.name}: {r.head} {r.backbone}{extra}, {r.num_classes} classes "
               f"({r.classes_per_image} per image), batch {r.batch} x {r.crop[0]}x{r.crop[1]}, optimizer {r.optimizer}, "
-              f"aux weight {r.aux_weight:g} (if the model has aux logits); contrast (from {r.config}): weight "
-              f"{r.weight:g}, {r.contrast}")
+              f"aux weight {r.aux_weight:g} (if the model has aux logits); contrast (from {r.config} + {OVERLAY}): "
+              f"weight {r.weight:g}, {r.contrast}")
         for note in r.notes:
             print(f"  - note: {note}")
     print(f"- loss: N = {args.sizes}, C = {args.dim}, {args.classes} classes\n", flush=True)

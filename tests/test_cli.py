@@ -29,9 +29,8 @@ QUIET = [
 
 
 def synthetic_args(root: Path) -> list[str]:
-    k = len(get_dataset("synthetic", None, "val").classes)
     return [
-        *TINY_MODEL, "--model.num_classes", str(k),
+        *TINY_MODEL,
         "--data.dataset", "synthetic", "--data.batch_size", "4", "--data.crop_size", "[64, 64]",
         "--data.eval_batch_size", "4",
         "--data.dataset_kwargs", json.dumps({"size": 64}),
@@ -139,8 +138,10 @@ def test_data_command_rejects_unknown_dataset(tmp_path):
 @pytest.mark.skipif(not (CAMVID / "train").is_dir(), reason=f"CamVid not found at {CAMVID}")
 def test_camvid_fit_test_segment(tmp_path, capsys):
     root = tmp_path / "run"
-    config = Path(__file__).resolve().parents[1] / "configs" / "camvid" / "fpn_lite0_mscs.yaml"
-    args = ["--config", str(config), *TINY_MODEL, "--data.root", str(CAMVID),
+    configs = Path(__file__).resolve().parents[1] / "configs"
+    config = configs / "camvid" / "fpn_lite0.yaml"
+    args = ["--config", str(config), "--config", str(configs / "contrast" / "mscs.yaml"), *TINY_MODEL,
+            "--data.root", str(CAMVID),
             "--data.train_limit", "4", "--data.eval_limit", "2", "--data.num_workers", "0",
             "--data.batch_size", "2", "--data.eval_batch_size", "1", "--data.crop_size", "[96, 128]",
             "--trainer.default_root_dir", str(root), *QUIET]

@@ -1,5 +1,5 @@
-"""Every YAML recipe parses with the CLI (no misspelled key), has a contrastive-off twin, and its
-model builds (without weights)."""
+"""Every base recipe builds with every contrast overlay through the CLI (no misspelled key), and a CE run
+and its contrastive twin differ only by the overlay."""
 
 from __future__ import annotations
 
@@ -10,37 +10,66 @@ import yaml
 
 from scalecontrast.cli import main
 
-CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").rglob("*.yaml"))
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+OVERLAYS = sorted((CONFIGS / "contrast").glob("*.yaml"))
+BASES = sorted(p for p in CONFIGS.rglob("*.yaml") if p.parent.name != "contrast")
+# the overlays a recipe is used with: each contrast setting, and the CPU sampling caps after MS+CS
+STACKS = [[], *[[p] for p in OVERLAYS if p.stem != "cpu_sampling"],
+          [CONFIGS / "contrast" / "mscs.yaml", CONFIGS / "contrast" / "cpu_sampling.yaml"]]
 
 
-def test_configs_exist():
-    names = {str(p.relative_to(p.parents[1])) for p in CONFIGS}
-    for required in ("camvid/fpn_lite0_ce.yaml", "camvid/fpn_lite0_ss.yaml", "camvid/fpn_lite0_ms.yaml",
-                     "camvid/fpn_lite0_mscs.yaml", "cityscapes/hrnet_w48_mscs.yaml",
-                     "cityscapes/deeplabv3_r101_mscs.yaml", "ade20k/ocrnet_hrnet_w48_mscs.yaml",
-                     "ade20k/upernet_swin_t_mscs.yaml", "pascal_context/hrnet_w48_mscs.yaml",
-                     "cadis/exp2_ocrnet_r50_mscs.yaml", "cadis/exp3_ocrnet_r50_mscs.yaml"):
+def printed_config(*paths: Path, capsys) -> dict:
+    args = [a for p in paths for a in ("--config", str(p))]
+    with pytest.raises(SystemExit) as err:
+        main(["fit", *args, "--print_config"])
+    captured = capsys.readouterr()
+    assert err.value.code in (0, None), captured.err
+    return yaml.safe_load(captured.out)
+
+
+def test_recipes_exist():
+    names = {str(p.relative_to(CONFIGS)) for p in CONFIGS.rglob("*.yaml")}
+    for required in ("camvid/fpn_lite0.yaml", "cityscapes/hrnet_w48.yaml", "cityscapes/deeplabv3_r101.yaml",
+                     "ade20k/ocrnet_hrnet_w48.yaml", "ade20k/upernet_swin_t.yaml", "pascal_context/hrnet_w48.yaml",
+                     "cadis/exp2_ocrnet_r50.yaml", "cadis/exp3_ocrnet_r50.yaml", "synthetic/fpn_lite0.yaml",
+                     "contrast/mscs.yaml", "contrast/ms.yaml", "contrast/ss.yaml", "contrast/cpu_sampling.yaml"):
         assert required in names, required
 
 
-@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: f"{p.parent.name}/{p.stem}")
-def test_config_parses(path, capsys):
-    with pytest.raises(SystemExit) as err:
-        main(["fit", "--config", str(path), "--print_config"])
-    assert err.value.code in (0, None), capsys.readouterr().err
-    printed = yaml.safe_load(capsys.readouterr().out)
-    model = printed["model"]
-    if path.stem.endswith("_mscs"):
-        twin = path.with_name(path.stem[: -len("_mscs")] + "_ce.yaml")
-        assert twin.is_file(), f"{path.name} has no contrastive-off twin"
-        contrast = model["contrast"]
+@pytest.mark.parametrize("base", BASES, ids=lambda p: f"{p.parent.name}/{p.stem}")
+def test_every_base_builds_with_every_overlay(base, capsys):
+    ce = printed_config(base, capsys=capsys)
+    assert ce["model"]["contrast"] is None, f"{base} is a base recipe: cross-entropy only"
+    assert "num_classes" not in ce["model"]  # linked from the data
+    for stack in STACKS[1:]:
+        printed = printed_config(base, *stack, capsys=capsys)
+        contrast = printed["model"].pop("contrast")
         assert contrast["weight"] == pytest.approx(0.1) and contrast["temperature"] == pytest.approx(0.1)
-        assert contrast["cross_scale"] and contrast["scale_weights"] == [1.0, 0.7, 0.4, 0.1]
-        assert contrast["cross_scale_reduction"] == "all"  # the official code's mean
-    if path.stem.endswith("_ce"):
-        assert model["contrast"] is None
-    if path.stem.endswith("_ss"):
-        assert model["contrast"]["scale_weights"] == [0.0, 0.0, 0.0, 1.0] and not model["contrast"]["cross_scale"]
+        ce_rest = {k: v for k, v in ce.items() if k != "config"}
+        rest = {k: v for k, v in printed.items() if k != "config"}
+        ce_rest["model"] = {k: v for k, v in ce["model"].items() if k != "contrast"}
+        assert rest == ce_rest, f"{[p.name for p in stack]} changes more than model.contrast"
+
+
+def test_overlays_hold_the_papers_settings(capsys):
+    base = CONFIGS / "synthetic" / "fpn_lite0.yaml"
+    mscs = printed_config(base, CONFIGS / "contrast" / "mscs.yaml", capsys=capsys)["model"]["contrast"]
+    assert mscs["cross_scale"] and mscs["scale_weights"] == [1.0, 0.7, 0.4, 0.1]
+    assert mscs["cross_scale_reduction"] == "all" and (mscs["max_views"], mscs["max_total"]) == (2500, 10000)
+    ms = printed_config(base, CONFIGS / "contrast" / "ms.yaml", capsys=capsys)["model"]["contrast"]
+    assert not ms["cross_scale"] and ms["scale_weights"] == [1.0, 0.7, 0.4, 0.1]
+    ss = printed_config(base, CONFIGS / "contrast" / "ss.yaml", capsys=capsys)["model"]["contrast"]
+    assert not ss["cross_scale"] and ss["scale_weights"] == [0.0, 0.0, 0.0, 1.0]
+    cpu = printed_config(base, CONFIGS / "contrast" / "mscs.yaml", CONFIGS / "contrast" / "cpu_sampling.yaml",
+                         capsys=capsys)["model"]["contrast"]
+    assert (cpu["max_views"], cpu["max_total"]) == (500, 2000) and cpu["cross_scale"]
+
+
+def test_contrast_null_on_the_command_line_is_ce_only(capsys):
+    base, mscs = CONFIGS / "synthetic" / "fpn_lite0.yaml", CONFIGS / "contrast" / "mscs.yaml"
+    with pytest.raises(SystemExit):
+        main(["fit", "--config", str(base), "--config", str(mscs), "--model.contrast", "null", "--print_config"])
+    assert yaml.safe_load(capsys.readouterr().out)["model"]["contrast"] is None
 
 
 @pytest.mark.slow
@@ -48,27 +77,15 @@ def test_paper_models_build():
     from scalecontrast.engine import SegmentationModule
 
     seen = set()
-    for path in CONFIGS:
+    for path in BASES:
         model = yaml.safe_load(path.read_text())["model"]
         if "model" in model:  # a class-path model (tests/test_any_model.py trains one through the CLI)
             continue
         key = (model["head"], model["backbone"], repr(model.get("model_kwargs")))
-        if key in seen or not path.stem.endswith("_mscs"):
+        if key in seen:
             continue
         seen.add(key)
-        module = SegmentationModule(**{**model, "pretrained": False})
+        module = SegmentationModule(head=model["head"], backbone=model["backbone"], num_classes=19,
+                                    model_kwargs=model.get("model_kwargs"), contrast={"weight": 0.1})
         assert module.contrastive_head is not None, path
         assert not any("projector" in n for n, _ in module.model.named_parameters()), path
-
-
-@pytest.mark.parametrize("path", [p for p in CONFIGS if p.stem.endswith(("_ss", "_ms", "_mscs"))],
-                         ids=lambda p: f"{p.parent.name}/{p.stem}")
-def test_twins_differ_only_in_the_loss(path):
-    """A contrastive recipe and its CE twin share everything but ``model.contrast`` and the run folder."""
-    stem = path.stem.rsplit("_", 1)[0]
-    mine, twin = (yaml.safe_load(p.read_text()) for p in (path, path.with_name(f"{stem}_ce.yaml")))
-    for cfg in (mine, twin):
-        cfg["trainer"].pop("default_root_dir", None)
-        cfg["model"].pop("contrast")
-    assert mine == twin
-    assert mine["model"] == twin["model"]

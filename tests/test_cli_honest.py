@@ -76,8 +76,9 @@ def test_resume_shows_changed_settings_and_refuses_impossible_ones(run, tmp_path
         assert change in err
     with pytest.raises(SystemExit, match="--model.contrast null"):
         main(["fit", *args, "--trainer.max_steps", "4", "--ckpt_path", "last", "--model.contrast", "null"])
-    with pytest.raises(SystemExit, match="the optimiser 'adamw'"):
-        main(["fit", *args, "--trainer.max_steps", "4", "--ckpt_path", "last", "--model.optimizer.name", "adamw"])
+    with pytest.raises(SystemExit, match="the optimiser 'torch.optim.AdamW'"):
+        main(["fit", *args, "--trainer.max_steps", "4", "--ckpt_path", "last", "--model.optimizer",
+              "torch.optim.AdamW"])
     with pytest.raises(SystemExit, match="--model.model_kwargs"):
         main(["fit", *args, "--trainer.max_steps", "4", "--ckpt_path", "last", "--model.model_kwargs",
               json.dumps({"channels": 16, "seg_channels": 16})])
@@ -89,7 +90,7 @@ def test_fit_with_a_checkpoint_file_applies_the_options_given(run, tmp_path, cap
     main(["fit", *args, "--trainer.max_steps", "5", "--trainer.limit_val_batches", "0", "--ckpt_path", str(ckpt),
           "--model.optimizer.lr", "0.123"])
     state = torch.load(tmp_path / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
-    assert state["hyper_parameters"]["optimizer"]["lr"] == 0.123
+    assert state["hyper_parameters"]["optimizer"]["init_args"]["lr"] == 0.123
     assert "model.optimizer.lr" in capsys.readouterr().err  # shown as a change
 
 

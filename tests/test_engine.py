@@ -11,9 +11,8 @@ from torch import nn
 
 from scalecontrast.engine import (
     SegmentationModule,
-    build_optimizer,
+    WarmupPolyLR,
     format_scores,
-    lr_lambda,
     param_groups,
     predict,
     scores_from_confusion,
@@ -27,8 +26,7 @@ TINY = {"head": "fpn", "backbone": "mobilenetv3_small_050", "model_kwargs": {"ch
 @pytest.fixture(scope="module")
 def tiny_module() -> SegmentationModule:
     torch.manual_seed(0)
-    module = SegmentationModule(num_classes=4, pretrained=False, schedule={"max_steps": 10},
-                                contrast={"max_total": 500}, **TINY)
+    module = SegmentationModule(num_classes=4, pretrained=False, contrast={"max_total": 500}, **TINY)
     return module.eval()
 
 
@@ -104,18 +102,29 @@ def test_metrics_ignore_index():
     assert m.scores()["pixel_acc"].item() == pytest.approx(3 / 4)
 
 
+def _lrs(total: int, **kw) -> list[float]:
+    opt = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=1.0)
+    sched = WarmupPolyLR(opt, total, **kw)
+    lrs = []
+    for _ in range(total + 1):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    return lrs
+
+
 def test_schedules():
-    poly = lr_lambda(100, schedule="poly", power=0.9)
-    assert poly(0) == 1.0 and poly(100) == 0.0
-    assert poly(50) == pytest.approx(0.5**0.9)
-    warm = lr_lambda(100, schedule="warmup_poly", warmup_steps=10, warmup_ratio=1e-6, power=1.0)
-    assert warm(0) == pytest.approx(1e-6)
-    assert warm(5) == pytest.approx(1e-6 + (1 - 1e-6) * 0.5)
-    assert warm(10) == pytest.approx(1.0)
-    assert warm(55) == pytest.approx(0.5)
-    assert lr_lambda(10, schedule="constant")(7) == 1.0
-    with pytest.raises(ValueError):
-        lr_lambda(10, schedule="cosine")
+    poly = _lrs(100, power=0.9)
+    assert poly[0] == 1.0 and poly[100] == 0.0
+    assert poly[50] == pytest.approx(0.5**0.9)
+    warm = _lrs(100, warmup_steps=10, warmup_factor=1e-6, power=1.0)
+    assert warm[0] == pytest.approx(1e-6)
+    assert warm[5] == pytest.approx(1e-6 + (1 - 1e-6) * 0.5)
+    assert warm[10] == pytest.approx(1.0)
+    assert warm[55] == pytest.approx(0.5)
+    assert warm[100] == pytest.approx(0.0)
+    with pytest.raises(ValueError, match="warmup"):
+        WarmupPolyLR(torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=1.0), 10, warmup_steps=-1)
 
 
 def test_no_weight_decay_on_norms_and_position_embeddings():
@@ -129,12 +138,11 @@ def test_no_weight_decay_on_norms_and_position_embeddings():
             self.relative_position_bias_table = nn.Parameter(torch.zeros(3, 2))
 
     net = Net()
-    decay, no_decay = param_groups(net, 0.01)
+    decay, no_decay = param_groups(net)
     assert {id(p) for p in decay["params"]} == {id(net.conv.weight), id(net.conv.bias)}
     assert no_decay["weight_decay"] == 0.0 and len(no_decay["params"]) == 6
-    opt = build_optimizer(net, name="adamw", lr=1e-3, weight_decay=0.05)
-    assert isinstance(opt, torch.optim.AdamW) and opt.param_groups[0]["weight_decay"] == 0.05
-    assert isinstance(build_optimizer(net, name="sgd"), torch.optim.SGD)
+    opt = torch.optim.AdamW(param_groups(net), lr=1e-3, weight_decay=0.05)  # the first group takes the default
+    assert [g["weight_decay"] for g in opt.param_groups] == [0.05, 0.0]
 
 
 def _labels() -> torch.Tensor:
@@ -154,8 +162,7 @@ def _quiet(module: SegmentationModule, logged: dict | None = None) -> Segmentati
 
 def test_training_step_logs_every_term():
     torch.manual_seed(0)
-    module = SegmentationModule(num_classes=3, pretrained=False, schedule={"max_steps": 5},
-                                contrast={"max_total": 300}, **TINY)
+    module = SegmentationModule(num_classes=3, pretrained=False, contrast={"max_total": 300}, **TINY)
     logged: dict[str, float] = {}
     _quiet(module, logged).train()
     loss = module.training_step({"image": torch.rand(2, 3, 64, 64), "mask": _labels()}, 0)
@@ -170,16 +177,21 @@ def test_training_step_logs_every_term():
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in head.parameters())
     assert not any("projector" in n for n, _ in module.model.named_parameters())  # never inside the model
     # the optimiser trains the projectors too
-    opt = build_optimizer(nn.ModuleList([module.model, head]))
+    opt = module.configure_optimizers_for(10)["optimizer"]
+    assert isinstance(opt, torch.optim.SGD) and opt.defaults["lr"] == 0.01
     assert sum(len(g["params"]) for g in opt.param_groups) == len(list(module.parameters()))
 
 
 def test_options_are_grouped_and_checked():
+    from functools import partial
+
     module = SegmentationModule(num_classes=3, **TINY, contrast={"weight": 0.3, "temperature": 0.2},
-                                optimizer={"name": "adamw", "lr": 1e-3}, evaluation={"flip": True})
-    assert module.contrast_options.temperature == 0.2 and module.contrastive_head.loss.temperature == 0.2
-    assert module.optimizer_options.name == "adamw" and module.eval_options.flip
-    assert module.hparams["contrast"]["weight"] == 0.3  # plain dicts in the checkpoint
+                                optimizer=partial(torch.optim.AdamW, lr=1e-3), evaluation={"flip": True})
+    assert module.contrast_options.loss_options["temperature"] == 0.2
+    assert module.contrastive_head.loss.temperature == 0.2 and module.eval_options.flip
+    assert isinstance(module.configure_optimizers_for(5)["optimizer"], torch.optim.AdamW)
+    assert module.hparams["contrast"]["weight"] == 0.3  # plain values in the checkpoint
+    assert module.hparams["optimizer"] is None  # a callable built in Python is not stored
     with pytest.raises(ValueError, match=r"unknown contrast option\(s\) \['temprature'\]"):
         SegmentationModule(num_classes=3, **TINY, contrast={"temprature": 0.2})
     with pytest.raises(ValueError, match="either `model` or `head`"):
@@ -225,22 +237,24 @@ def test_embeddings_are_the_same_in_train_and_eval_mode_apart_from_bn():
     torch.testing.assert_close(emb[0], module.contrastive_head.project(module(x).features)[0])
 
 
-def test_zero_terms_warn_once(monkeypatch):
-    import scalecontrast.engine.module as module_lib
+def test_zero_terms_warn_once():
+    from types import SimpleNamespace
 
-    monkeypatch.setattr(module_lib, "ZERO_TERM_STEPS", 3)
+    from scalecontrast.engine.callbacks import ZeroTermWatch
+
     torch.manual_seed(0)
     module = _quiet(SegmentationModule(num_classes=3, pretrained=False, contrast={"max_total": 300}, **TINY))
     module.train()
+    watch = ZeroTermWatch(steps=3)
     # one class per image at stride 32 (2x2 map of a 64x64 crop) stays below min_views=5
     batch = {"image": torch.rand(2, 3, 64, 64), "mask": _labels()}
     import warnings
 
     with warnings.catch_warnings(record=True) as seen:
         warnings.simplefilter("always")
-        for step in range(6):
-            monkeypatch.setattr(type(module), "global_step", property(lambda self, s=step: s))
+        for step in range(1, 7):
             module.training_step(batch, step)
+            watch.on_train_batch_end(SimpleNamespace(global_step=step), module, None, batch, step)
     msgs = [str(w.message) for w in seen if "exactly 0" in str(w.message)]
     assert len(msgs) == 1 and "scale_3" in msgs[0] and "min_views=5" in msgs[0]
 

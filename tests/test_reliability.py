@@ -76,18 +76,33 @@ def test_all_ignore_batch_is_a_zero_ce_with_graph():
 
 
 def test_nonfinite_loss_is_skipped_then_stops():
-    from scalecontrast.engine import SegmentationModule
+    from types import SimpleNamespace
 
-    module = SegmentationModule(head="fpn", backbone="mobilenetv3_small_050", num_classes=3, contrast=None,
-                                model_kwargs={"channels": 16, "seg_channels": 16}, max_nonfinite_steps=1)
+    from scalecontrast.engine.callbacks import NonFiniteGuard
+
+    class Strategy:
+        @staticmethod
+        def reduce_boolean_decision(decision: bool, all: bool = True) -> bool:
+            return decision
+
+    trainer = SimpleNamespace(strategy=Strategy(), global_step=0, current_epoch=0)
     nan = torch.tensor(float("nan"))
-    logs = {"train/ce": nan, "train/contrastive_scale_0": torch.tensor(0.5), "train/contrastive_cross_hl": nan}
-    assert module._finite_or_skip(torch.tensor(1.0), logs) is not None
+    module = SimpleNamespace(last_terms={"ce": nan, "contrastive_scale_0": torch.tensor(0.5),
+                                         "contrastive_cross_hl": nan})
+    param = torch.nn.Parameter(torch.ones(2))
+    opt = torch.optim.SGD([param], lr=0.1, momentum=0.9)
+    guard = NonFiniteGuard(max_skipped_steps=1)
+    guard.on_before_backward(trainer, module, torch.tensor(1.0))
+    assert not guard.bad
     with pytest.warns(UserWarning, match="step skipped"):
-        assert module._finite_or_skip(nan, logs) is None
+        guard.on_before_backward(trainer, module, nan)
+    param.grad = torch.full((2,), float("nan"))
+    guard.on_before_optimizer_step(trainer, module, opt)
+    opt.step()  # no gradient: the weights are untouched
+    assert param.grad is None and torch.equal(param.detach(), torch.ones(2))
     with pytest.raises(TrainingDivergedError, match=r"step 1 .*ce=nan, contrastive_cross_hl=nan") as err:
-        module._finite_or_skip(nan, logs)
-    assert "scale_0" not in str(err.value) and "--model.max_nonfinite_steps" in str(err.value)
+        guard.on_before_backward(trainer, module, nan)
+    assert "scale_0" not in str(err.value) and "--nonfinite.max_skipped_steps" in str(err.value)
 
 
 def test_nonfinite_weights_are_never_written(tmp_path):

@@ -4,7 +4,7 @@ Training and evaluation follow Lightning's CLI (``fit``, ``validate``, ``test``,
 with ``--config``, ``--model.*``, ``--data.*``, ``--trainer.*``, ``--ckpt_path``); the other
 commands work from a checkpoint alone:
 
-    scalecontrast fit      --config configs/camvid/fpn_lite0_mscs.yaml [--data.root DIR]
+    scalecontrast fit      --config configs/camvid/fpn_lite0.yaml [--config configs/contrast/mscs.yaml] [--data.root DIR]
                            [--trainer.max_steps N] [--ckpt_path last]
     scalecontrast validate|test --config CFG --ckpt_path CKPT [--data.root DIR]
     scalecontrast segment  --ckpt_path CKPT --input IMAGE_OR_DIR --output DIR [--tta]
@@ -206,6 +206,11 @@ class SegmentationCLI(LightningCLI):
             "checkpoint.save_top_k": 1,
             # last.ckpt is always this run's (a used folder is refused unless resuming or --overwrite)
             "checkpoint.enable_version_counter": False,
+            # the module's own defaults, by class path so that --model.optimizer.lr ... apply to them
+            "model.optimizer": {"class_path": "torch.optim.SGD",
+                                "init_args": {"lr": 0.01, "momentum": 0.9, "weight_decay": 5e-4}},
+            "model.lr_scheduler": {"class_path": "scalecontrast.engine.optim.WarmupPolyLR",
+                                   "init_args": {"power": 0.9}},
         })
         parser.add_lightning_class_args(NonFiniteGuard, "nonfinite")
         parser.add_lightning_class_args(ValidationImages, "val_images")

@@ -11,6 +11,7 @@ import random
 import shutil
 import socket
 import tempfile
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any

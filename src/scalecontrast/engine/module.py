@@ -387,15 +387,20 @@ class SegmentationModule(L.LightningModule):
         return 0.0 if self.contrast_options is None else self.contrast_options.weight_at(step)
 
     def configure_optimizers(self):
+        steps = self.trainer.estimated_stepping_batches
+        return self.configure_optimizers_for(int(steps) if steps != float("inf") else 1)
+
+    def configure_optimizers_for(self, total_steps: int) -> dict[str, Any]:
+        """The optimiser over the model and the contrastive head (:func:`~scalecontrast.engine.optim.param_groups`)
+        and its learning-rate schedule over ``total_steps`` optimiser steps, stepped every step."""
         trainable = nn.ModuleList([m for m in (self.model, self.contrastive_head) if m is not None])
         groups = param_groups(trainable)
         if self.optimizer_factory is None:
             opt = torch.optim.SGD(groups, lr=0.01, momentum=0.9, weight_decay=5e-4)
         else:
             opt = self.optimizer_factory(groups)
-        steps = self.trainer.estimated_stepping_batches
-        steps = int(steps) if steps != float("inf") else 1
-        sched = WarmupPolyLR(opt, steps) if self.scheduler_factory is None else self.scheduler_factory(opt, steps)
+        make = self.scheduler_factory or WarmupPolyLR
+        sched = make(opt, int(total_steps))
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step", "frequency": 1}}
 
     # ----------------------------------------------------------------------------------------
