@@ -52,7 +52,8 @@ def append_result(path: Path, results: dict[str, dict], row: dict) -> None:
 def train_args(args, head: str, setting: str, seed: int, out: Path, extra: Sequence[str] = ()) -> list[str]:
     configs = [ROOT / "configs" / "camvid" / "fpn_lite0.yaml"]
     if setting != "ce":
-        configs += [ROOT / "configs" / "contrast" / f"{setting}.yaml", ROOT / "configs" / "contrast" / "cpu_sampling.yaml"]
+        overlays = ROOT / "configs" / "contrast"
+        configs += [overlays / f"{setting}.yaml", overlays / "cpu_sampling.yaml"]
     return [
         *[a for c in configs for a in ("--config", str(c))],
         "--data.root", str(args.data_root),
