@@ -82,7 +82,7 @@ def tsne_figures(ckpt: dict[str, Path], data_root: str, out: Path, head: str, nu
 
     from scalecontrast.data import eval_transforms, get_dataset
     from scalecontrast.engine import load_module
-    from scalecontrast.engine.tools import sample_embeddings
+    from scalecontrast.engine.inference import sample_embeddings
     from scalecontrast.viz import tsne_figure
 
     ds = get_dataset("camvid", data_root, "test", transform=eval_transforms(mean=None, std=None))

@@ -184,7 +184,7 @@ def test_class_path_model_fit_then_test_segment_export_from_the_checkpoint(tmp_p
     capsys.readouterr()
     main(["test", "--config", str(cfg), "--ckpt_path", str(ckpt)])
     assert "mIoU" in capsys.readouterr().out
-    from scalecontrast.engine.tools import write_synthetic
+    from scalecontrast.data.synthetic import write_synthetic
 
     images = write_synthetic(tmp_path / "images", "test", 2, 64) / "images"
     assert main(["segment", "--ckpt_path", str(ckpt), "--input", str(images), "--output", str(tmp_path / "seg")]) == 0

@@ -4,8 +4,8 @@ Training and evaluation follow Lightning's CLI (``fit``, ``validate``, ``test``,
 with ``--config``, ``--model.*``, ``--data.*``, ``--trainer.*``, ``--ckpt_path``); the other
 commands work from a checkpoint alone:
 
-    scalecontrast fit      --config configs/camvid/fpn_lite0.yaml [--config configs/contrast/mscs.yaml] [--data.root DIR]
-                           [--trainer.max_steps N] [--ckpt_path last]
+    scalecontrast fit      --config configs/camvid/fpn_lite0.yaml [--config configs/contrast/mscs.yaml]
+                           [--data.root DIR] [--trainer.max_steps N] [--ckpt_path last]
     scalecontrast validate|test --config CFG --ckpt_path CKPT [--data.root DIR]
     scalecontrast segment  --ckpt_path CKPT --input IMAGE_OR_DIR --output DIR [--tta]
     scalecontrast export   --ckpt_path CKPT --output model.onnx
@@ -601,7 +601,7 @@ def cmd_embed(argv: Sequence[str]) -> int:
     a = p.parse_args(list(argv), namespace=p.parse_object({"data": defaults}, a))
 
     from scalecontrast.engine import load_module
-    from scalecontrast.engine.tools import sample_embeddings
+    from scalecontrast.engine.inference import sample_embeddings
     from scalecontrast.viz import tsne_figure
 
     module = load_module(a.ckpt_path, map_location=a.device, trust=a.trust_checkpoint)
@@ -644,7 +644,7 @@ def cmd_data(argv: Sequence[str]) -> int:
     if name != "camvid":
         raise SystemExit(f"scalecontrast data: only 'camvid' can be fetched automatically, not {a.name!r} "
                          "(and 'synthetic' can be written); see docs/ for the other data sets' layouts")
-    from scalecontrast.engine.tools import prepare_data
+    from scalecontrast.data.download import prepare_data
 
     result = prepare_data("camvid", a.root, a.source)
     sizes = result["sizes"]
@@ -659,7 +659,7 @@ def cmd_data(argv: Sequence[str]) -> int:
 
 
 def _write_synthetic(root: Path, split: str, num: int, size: int) -> int:
-    from scalecontrast.engine.tools import write_synthetic
+    from scalecontrast.data.synthetic import write_synthetic
 
     out = write_synthetic(root, split, num, size)
     print(f"wrote {num} synthetic {split} scenes ({size}x{size}) to {out}")

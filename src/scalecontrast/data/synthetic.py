@@ -12,6 +12,7 @@ Scenes are deterministic per ``(seed, split, index)``.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -19,7 +20,7 @@ from torch.utils.data import Dataset
 
 from .base import IGNORE_INDEX, Transform, finalize, to_sample
 
-__all__ = ["SyntheticShapes", "SYNTHETIC_CLASSES", "SYNTHETIC_PALETTE"]
+__all__ = ["SyntheticShapes", "SYNTHETIC_CLASSES", "SYNTHETIC_PALETTE", "write_synthetic"]
 
 SHAPES = ("circle", "triangle")
 TEXTURES = ("striped", "dotted")
@@ -173,3 +174,23 @@ class SyntheticShapes(Dataset):
     def __getitem__(self, index: int) -> dict[str, Any]:
         sample = self.load(index)
         return self.transform(sample) if self.transform is not None else finalize(sample)
+
+
+def write_synthetic(root: str | Path, split: str = "test", num: int = 8, size: int = 128) -> Path:
+    """Write synthetic scenes in the ``folder`` layout: ``root/{split}/images/<stem>.png``,
+    ``root/{split}/masks/<stem>.png`` (class indices) and ``root/classes.txt``."""
+    import torch
+    from PIL import Image
+
+    root = Path(root)
+    ds = SyntheticShapes(None, split, length=num, size=size)
+    (root / split / "images").mkdir(parents=True, exist_ok=True)
+    (root / split / "masks").mkdir(parents=True, exist_ok=True)
+    (root / "classes.txt").write_text("\n".join(ds.classes) + "\n")
+    for i in range(len(ds)):
+        item = ds[i]
+        stem = str(item.get("stem", f"{split}_{i:06d}"))
+        rgb = (item["image"].permute(1, 2, 0).clamp(0, 1) * 255 + 0.5).to(torch.uint8).numpy()
+        Image.fromarray(rgb).save(root / split / "images" / f"{stem}.png")
+        Image.fromarray(item["mask"].numpy().astype(np.uint8)).save(root / split / "masks" / f"{stem}.png")
+    return root / split

@@ -14,7 +14,7 @@ from scalecontrast.engine.checkpoint import (
 )
 from scalecontrast.engine.datamodule import SegmentationDataModule
 from scalecontrast.engine.export import InferenceModel, export_onnx
-from scalecontrast.engine.inference import predict, resize_logits, sliding_window
+from scalecontrast.engine.inference import predict, sliding_window
 from scalecontrast.engine.metrics import (
     SegmentationMetrics,
     cadis_groups,
@@ -41,7 +41,6 @@ __all__ = [
     "read_checkpoint",
     "read_image",
     "predict",
-    "resize_logits",
     "scores_from_confusion",
     "sliding_window",
 ]

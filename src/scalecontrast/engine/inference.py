@@ -1,4 +1,5 @@
-"""Inference helpers: whole image, sliding window and multi-scale + flip test-time augmentation.
+"""Inference helpers: whole image, sliding window and multi-scale + flip test-time augmentation; the
+class-balanced embedding samples of a trained module (for t-SNE figures).
 
 All functions take ``model_fn``, any callable mapping an image batch ``(B, 3, h, w)`` to logits
 ``(B, K, h', w')`` (any resolution; they are resized to the input size here).
@@ -7,12 +8,17 @@ All functions take ``model_fn``, any callable mapping an image batch ``(B, 3, h,
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Any, Literal
 
+import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor
+from torch.utils.data import Dataset
 
-__all__ = ["sliding_window", "predict", "resize_logits"]
+from scalecontrast.losses import sample_anchors
+from scalecontrast.models.layers import resize
+
+__all__ = ["predict", "sample_embeddings", "sliding_window"]
 
 ModelFn = Callable[[Tensor], Tensor]
 
@@ -24,16 +30,8 @@ def _pair(v: int | Sequence[int]) -> tuple[int, int]:
     return int(a), int(b)
 
 
-def resize_logits(logits: Tensor, size: Sequence[int]) -> Tensor:
-    """Bilinear resize of ``(B, K, h, w)`` to ``(B, K, *size)``; a no-op at the same size."""
-    size = (int(size[0]), int(size[1]))
-    if tuple(logits.shape[-2:]) == size:
-        return logits
-    return F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
-
-
 def _forward(model_fn: ModelFn, image: Tensor) -> Tensor:
-    return resize_logits(model_fn(image), image.shape[-2:])
+    return resize(model_fn(image), image.shape[-2:])
 
 
 def sliding_window(
@@ -118,7 +116,7 @@ def predict(
             x = image
         else:
             size = (max(1, round(height * scale)), max(1, round(width * scale)))
-            x = F.interpolate(image, size=size, mode="bilinear", align_corners=False)
+            x = resize(image, size)
         for flipped in (False, True) if flip else (False,):
             xi = x.flip(-1) if flipped else x
             if crop_size is not None:
@@ -127,8 +125,51 @@ def predict(
                 logits = _forward(model_fn, xi)
             if flipped:
                 logits = logits.flip(-1)
-            probs = resize_logits(logits.float(), out_size).softmax(dim=1)
+            probs = resize(logits.float(), out_size).softmax(dim=1)
             acc = probs if acc is None else acc + probs
             n += 1
     assert acc is not None
     return acc if n == 1 else acc / n
+
+
+@torch.no_grad()
+def sample_embeddings(
+    module: Any,
+    dataset: Dataset,
+    *,
+    num_images: int = 8,
+    views: int = 40,
+    seed: int = 0,
+    source: Literal["projector", "features"] = "projector",
+) -> tuple[list[np.ndarray], list[np.ndarray], list[int]]:
+    """Class-balanced samples of the projector embeddings (``source="projector"``) or of the
+    head's maps they are computed from (``source="features"``) of the first ``num_images`` items,
+    per scale (as the loss samples them: up to ``views`` pixels per (image, class) pair).
+
+    Returns:
+        per scale: features ``(N_s, D_s)`` (``embed_dim``, or the map's channels for ``"features"``),
+        labels ``(N_s,)``, and the scale's stride.
+    """
+    device = module.pixel_mean.device
+    feats: list[list[Tensor]] = []
+    labels: list[list[Tensor]] = []
+    strides: list[int] = []
+    gen = torch.Generator().manual_seed(seed)
+    ignore = int(module.hparams.ignore_index)
+    for i in range(min(num_images, len(dataset))):  # type: ignore[arg-type]
+        item = dataset[i]
+        image = item["image"][None].to(device)
+        mask = item["mask"][None].to(device)
+        embeddings = module.embeddings(image, source=source)
+        if not feats:
+            feats, labels = [[] for _ in embeddings], [[] for _ in embeddings]
+            strides = [round(image.shape[-1] / e.shape[-1]) for e in embeddings]
+        for s, emb in enumerate(embeddings):
+            f, y = sample_anchors(emb, mask, ignore_index=ignore, min_views=min(5, views), max_views=views,
+                                  max_total=10**9, generator=gen)
+            if f.numel():
+                feats[s].append(f.reshape(-1, f.shape[-1]).float().cpu())
+                labels[s].append(y[:, None].expand(-1, f.shape[1]).reshape(-1).cpu())
+    f_np = [torch.cat(f).numpy() if f else np.zeros((0, 1), np.float32) for f in feats]
+    y_np = [torch.cat(y).numpy() if y else np.zeros((0,), np.int64) for y in labels]
+    return f_np, y_np, strides

@@ -16,11 +16,12 @@ from torch.optim.lr_scheduler import LRScheduler
 
 from scalecontrast.constants import IMAGENET_MEAN, IMAGENET_STD
 from scalecontrast.engine.callbacks import tensorboard
-from scalecontrast.engine.inference import predict, resize_logits
+from scalecontrast.engine.inference import predict
 from scalecontrast.engine.metrics import SegmentationMetrics, format_scores
 from scalecontrast.engine.optim import WarmupPolyLR, param_groups
 from scalecontrast.engine.options import ContrastOptions, EvalOptions, as_contrast_options, as_eval_options
 from scalecontrast.losses import ContrastiveHead, SegmentationLoss
+from scalecontrast.models.layers import resize
 
 __all__ = ["SegmentationModule", "IMAGENET_MEAN", "IMAGENET_STD", "ScheduleCallable"]
 
@@ -317,7 +318,7 @@ class SegmentationModule(L.LightningModule):
 
     def logits(self, images: Tensor) -> Tensor:
         """``images (B, 3, H, W)`` in [0, 1] -> logits ``(B, K, H, W)``."""
-        return resize_logits(self(images).logits, images.shape[-2:])
+        return resize(self(images).logits, images.shape[-2:])
 
     @torch.no_grad()
     def embeddings(self, images: Tensor, *, source: Literal["projector", "features"] = "projector") -> list[Tensor]:

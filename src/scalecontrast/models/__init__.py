@@ -16,7 +16,7 @@ from .deeplabv3 import ASPP, DeepLabV3Head
 from .factory import HEADS, create_model, list_heads
 from .fpn import FPNHead
 from .hrnet import HRNetHead
-from .layers import ConvBNReLU, HeadOutput, adaptive_avg_pool2d
+from .layers import ConvBNReLU, adaptive_avg_pool2d
 from .ocrnet import OCRHead
 from .output import SegmentationOutput
 from .segmentation_model import SegmentationModel
@@ -35,7 +35,6 @@ __all__ = [
     "FCNHead",
     "FPNHead",
     "HRNetHead",
-    "HeadOutput",
     "OCRHead",
     "PyramidPooling",
     "SegmentationModel",

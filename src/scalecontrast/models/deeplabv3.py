@@ -5,7 +5,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from .layers import ConvBNReLU, HeadOutput
+from .layers import ConvBNReLU
+from .output import SegmentationOutput
 
 
 class ASPP(nn.Module):
@@ -65,6 +66,6 @@ class DeepLabV3Head(nn.Module):
         self.embed_indices = tuple(embed_indices)
         self.feature_channels = [in_channels[i] for i in self.embed_indices]
 
-    def forward(self, feats: list[Tensor]) -> HeadOutput:
+    def forward(self, feats: list[Tensor]) -> SegmentationOutput:
         logits = self.classifier(self.decoder(self.aspp(feats[-1])))
-        return HeadOutput(logits, None, [feats[i] for i in self.embed_indices])
+        return SegmentationOutput(logits, None, [feats[i] for i in self.embed_indices])

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from .layers import ConvBNReLU, HeadOutput, resize
+from .layers import ConvBNReLU, resize
+from .output import SegmentationOutput
 
 
 class FPNHead(nn.Module):
@@ -39,7 +40,7 @@ class FPNHead(nn.Module):
         self.embed_from = embed_from
         self.feature_channels = [channels] * len(in_channels) if embed_from == "fpn" else list(in_channels)
 
-    def forward(self, feats: list[Tensor]) -> HeadOutput:
+    def forward(self, feats: list[Tensor]) -> SegmentationOutput:
         pyramid = [lat(f) for lat, f in zip(self.laterals, feats)]
         for i in range(len(pyramid) - 1, 0, -1):  # top-down pathway
             pyramid[i - 1] = pyramid[i - 1] + resize(pyramid[i], pyramid[i - 1].shape[-2:])
@@ -48,4 +49,4 @@ class FPNHead(nn.Module):
         for conv, p in zip(self.smooth[1:], pyramid[1:]):
             merged = merged + resize(conv(p), size)
         logits = self.classifier(self.dropout(merged))
-        return HeadOutput(logits, None, pyramid if self.embed_from == "fpn" else list(feats))
+        return SegmentationOutput(logits, None, pyramid if self.embed_from == "fpn" else list(feats))

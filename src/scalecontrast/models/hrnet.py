@@ -5,7 +5,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from .layers import ConvBNReLU, HeadOutput, resize
+from .layers import ConvBNReLU, resize
+from .output import SegmentationOutput
 
 
 def concat_branches(feats: list[Tensor]) -> Tensor:
@@ -27,6 +28,6 @@ class HRNetHead(nn.Module):
         self.classifier = nn.Conv2d(total, num_classes, 1)
         self.feature_channels = list(in_channels)
 
-    def forward(self, feats: list[Tensor]) -> HeadOutput:
+    def forward(self, feats: list[Tensor]) -> SegmentationOutput:
         logits = self.classifier(self.fuse(concat_branches(feats)))
-        return HeadOutput(logits, None, list(feats))
+        return SegmentationOutput(logits, None, list(feats))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -107,15 +106,3 @@ def adaptive_avg_pool2d(x: Tensor, output_size: int) -> Tensor:
     )
     area = ((h1 - h0)[:, None] * (w1 - w0)[None, :]).to(total.dtype)
     return (total / area).to(dtype)
-
-
-class HeadOutput(NamedTuple):
-    """What a head returns to :class:`SegmentationModel` (before upsampling and projection).
-
-    ``logits`` (B, K, h, w) at the head's resolution; ``aux_logits`` likewise or ``None``;
-    ``features``: the maps offered to the contrastive head, highest resolution first.
-    """
-
-    logits: Tensor
-    aux_logits: Tensor | None
-    features: list[Tensor]

@@ -6,7 +6,8 @@ import torch
 from torch import Tensor, nn
 
 from .hrnet import concat_branches
-from .layers import ConvBNReLU, HeadOutput, resize
+from .layers import ConvBNReLU, resize
+from .output import SegmentationOutput
 
 
 class SpatialGather(nn.Module):
@@ -93,7 +94,7 @@ class OCRHead(nn.Module):
         self.embed_indices = tuple(default_embed if embed_indices is None else embed_indices)
         self.feature_channels = [in_channels[i] for i in self.embed_indices]
 
-    def forward(self, feats: list[Tensor]) -> HeadOutput:
+    def forward(self, feats: list[Tensor]) -> SegmentationOutput:
         if self.concat:
             x = concat_branches(feats)
             region_logits = self.regions(x)
@@ -104,4 +105,4 @@ class OCRHead(nn.Module):
         probs = region_logits if self.concat else resize(region_logits, x.shape[-2:])  # layer3 may be coarser
         context = self.attention(x, self.gather(x, probs))
         logits = self.classifier(self.fuse(torch.cat([context, x], dim=1)))
-        return HeadOutput(logits, region_logits, [feats[i] for i in self.embed_indices])
+        return SegmentationOutput(logits, region_logits, [feats[i] for i in self.embed_indices])

@@ -23,7 +23,8 @@ class SegmentationModel(nn.Module):
 
     Args:
         backbone: the encoder.
-        head: a module mapping the backbone's feature list to a :class:`~.layers.HeadOutput` and
+        head: a module mapping the backbone's feature list to a :class:`~.output.SegmentationOutput` (logits at
+            the head's resolution) and
             exposing ``feature_channels`` (channels of the maps it offers to the contrastive head).
         num_classes: K, the head's number of output channels.
     """

@@ -5,7 +5,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from .layers import ConvBNReLU, HeadOutput, adaptive_avg_pool2d, resize
+from .layers import ConvBNReLU, adaptive_avg_pool2d, resize
+from .output import SegmentationOutput
 
 
 class PyramidPooling(nn.Module):
@@ -82,7 +83,7 @@ class UPerNetHead(nn.Module):
         self.embed_from = embed_from
         self.feature_channels = [channels] * len(in_channels) if embed_from == "fpn" else list(in_channels)
 
-    def forward(self, feats: list[Tensor]) -> HeadOutput:
+    def forward(self, feats: list[Tensor]) -> SegmentationOutput:
         tops = [lat(f) for lat, f in zip(self.laterals, feats)]
         tops.append(self.ppm_bottleneck(self.ppm(feats[-1])))
         for i in range(len(tops) - 1, 0, -1):  # top-down pathway
@@ -92,4 +93,4 @@ class UPerNetHead(nn.Module):
         fused = self.fuse(torch.cat([pyramid[0]] + [resize(p, size) for p in pyramid[1:]], dim=1))
         logits = self.classifier(self.dropout(fused))
         aux = self.aux_head(feats[self.aux_index]) if self.aux_head is not None else None
-        return HeadOutput(logits, aux, pyramid if self.embed_from == "fpn" else list(feats))
+        return SegmentationOutput(logits, aux, pyramid if self.embed_from == "fpn" else list(feats))
