@@ -61,7 +61,7 @@ VARIANTS: dict[str, tuple[str, list[str], str]] = {
                    "the paper's sampling caps (2500 views, 10000 anchors per scale)"),
     "per_image": ("mscs", ["--model.contrast.cross_image", "false"],
                   "positives and negatives from the anchor's own image only (no cross-image contrast)"),
-    "backbone_taps": ("mscs", ["--model.model_kwargs", '{"embed_from": "backbone"}'],
+    "backbone_taps": ("mscs", ["--model.model_kwargs", '{"embed_indices": [0, 1, 2, 3]}'],
                       "contrast the encoder stages (24/40/112/320 ch) instead of the FPN levels"),
 }
 HEAD = "fpn"

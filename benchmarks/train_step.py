@@ -33,8 +33,8 @@ SETTINGS: dict[str, tuple[dict | None, dict, bool]] = {
     "CE + 0.1 MS+CS (paper caps), channels_last": (PAPER_CAPS, {}, True),
     "CE + 0.1 MS+CS (CPU config caps: 500 views, 2000 total), channels_last": (
         dict(max_views=500, max_total=2000), {}, True),
-    "CE + 0.1 MS+CS (paper caps), channels_last, taps at the backbone stages (embed_from=backbone)": (
-        PAPER_CAPS, {"embed_from": "backbone"}, True),
+    "CE + 0.1 MS+CS (paper caps), channels_last, taps at the backbone stages (embed_indices=(0, 1, 2, 3))": (
+        PAPER_CAPS, {"embed_indices": (0, 1, 2, 3)}, True),
     # the floor of any exact implementation of the paper's projector: its Conv1x1-ReLU-BN trunk runs
     # over every pixel (BN's statistics are those of the whole map), with the gradient of a mean.
     TRUNK_ONLY: (PAPER_CAPS, {}, True),
@@ -100,7 +100,8 @@ def main() -> None:
     data = batches(args.data_root, args.crop, args.batch, args.steps + args.warmup)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; {args.head} + tf_efficientnet_lite0, "
           f"CamVid batches of {args.batch} x {args.crop}^2, median of {args.steps} steps\n")
-    settings = {k: v for k, v in SETTINGS.items() if "embed_from" not in v[1] or args.head in ("fpn", "upernet")}
+    settings = {k: v for k, v in SETTINGS.items()
+                if "embed_indices" not in v[1] or args.head in ("fpn", "upernet")}
     compiled = set()
     if args.compile:
         for name in ("CE, channels_last (the default)", "CE + 0.1 MS+CS (paper caps), channels_last"):

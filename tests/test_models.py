@@ -109,11 +109,15 @@ def test_swin_upernet_any_multiple_of_32(size):
     assert [tuple(e.shape[-2:]) for e in out.features] == [(h // s, w // s) for s in (4, 8, 16, 32)]
 
 
-def test_embed_from_backbone_and_indices():
-    model = build("upernet", "resnet18", {"channels": 16, "aux_channels": 8, "embed_from": "backbone"})
-    assert model.feature_channels == [64, 128, 256, 512]
-    model = build("deeplabv3", "resnet18", {"channels": 16, "embed_indices": (0, 3)})
-    assert model.feature_channels == [64, 512]
+def test_every_head_picks_backbone_maps_by_embed_indices():
+    x = torch.randn(2, 3, 64, 64)
+    for head, kw in (("upernet", {"channels": 16, "aux_channels": 8}), ("fpn", {"channels": 16}),
+                     ("deeplabv3", {"channels": 16}), ("ocrnet", {"channels": 16, "key_channels": 8})):
+        model = build(head, "resnet18", {**kw, "embed_indices": (0, 3)}).train()
+        assert model.feature_channels == [64, 512], head
+        assert [f.shape[1] for f in model(x).features] == [64, 512], head
+    assert build("upernet", "resnet18", {"channels": 16, "aux_channels": 8}).feature_channels == [16] * 4  # P2..P5
+    assert build("deeplabv3", "resnet18", {"channels": 16}).feature_channels == [64, 256, 512]
 
 
 def test_deeplabv3_is_dilated_to_stride_8():

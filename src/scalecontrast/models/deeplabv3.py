@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from .layers import ConvBNReLU
+from .layers import ConvBNReLU, embed_channels, embed_maps
 from .output import SegmentationOutput
 
 
@@ -46,7 +46,7 @@ class DeepLabV3Head(nn.Module):
         num_classes: K.
         channels: ASPP/decoder width (256).
         atrous_rates: (12, 24, 36) at output stride 8, (6, 12, 18) at 16.
-        embed_indices: which backbone maps feed the projectors.
+        embed_indices: which backbone maps feed the projectors (``None``: ``(0, 2, 3)``).
     """
 
     def __init__(
@@ -57,15 +57,15 @@ class DeepLabV3Head(nn.Module):
         channels: int = 256,
         atrous_rates: tuple[int, ...] = (12, 24, 36),
         dropout: float = 0.1,
-        embed_indices: tuple[int, ...] = (0, 2, 3),
+        embed_indices: tuple[int, ...] | None = None,
     ):
         super().__init__()
         self.aspp = ASPP(in_channels[-1], channels, atrous_rates, dropout)
         self.decoder = ConvBNReLU(channels, channels, 3)
         self.classifier = nn.Conv2d(channels, num_classes, 1)
-        self.embed_indices = tuple(embed_indices)
-        self.feature_channels = [in_channels[i] for i in self.embed_indices]
+        self.embed_indices = None if embed_indices is None else tuple(embed_indices)
+        self.feature_channels = embed_channels(in_channels, self.embed_indices, [in_channels[i] for i in (0, 2, 3)])
 
     def forward(self, feats: list[Tensor]) -> SegmentationOutput:
         logits = self.classifier(self.decoder(self.aspp(feats[-1])))
-        return SegmentationOutput(logits, None, [feats[i] for i in self.embed_indices])
+        return SegmentationOutput(logits, None, embed_maps(feats, self.embed_indices, [feats[0], feats[2], feats[3]]))

@@ -70,7 +70,7 @@ def create_model(
             hub); or a path to a local classification checkpoint of the backbone.
         **kw: ``out_indices``, ``output_stride``, ``drop_path_rate``, ``drop_rate`` and
             ``backbone_kwargs`` (a dict for ``timm.create_model``) go to the backbone; the rest to the
-            head class (e.g. ``channels``, ``embed_from``, ``embed_indices``, ``aux``).
+            head class (e.g. ``channels``, ``embed_indices``, ``aux``).
 
     Returns:
         a :class:`SegmentationModel` (no projectors: give ``model.feature_channels`` to a

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from .layers import ConvBNReLU, resize
+from .layers import ConvBNReLU, embed_channels, embed_maps, resize
 from .output import SegmentationOutput
 
 
@@ -17,7 +17,8 @@ class FPNHead(nn.Module):
         in_channels: backbone channels, highest resolution first.
         num_classes: K.
         channels: pyramid width (128); seg_channels: width of the merged map (64).
-        embed_from: ``"fpn"`` (default: pyramid levels P2..P5) or ``"backbone"`` (the stages).
+        embed_indices: the backbone maps offered to the contrastive head; ``None`` (default): the pyramid
+            levels P2..P5.
     """
 
     def __init__(
@@ -28,17 +29,15 @@ class FPNHead(nn.Module):
         channels: int = 128,
         seg_channels: int = 64,
         dropout: float = 0.1,
-        embed_from: str = "fpn",
+        embed_indices: tuple[int, ...] | None = None,
     ):
         super().__init__()
-        if embed_from not in ("fpn", "backbone"):
-            raise ValueError(f"embed_from must be 'fpn' or 'backbone', got {embed_from!r}")
         self.laterals = nn.ModuleList(nn.Conv2d(c, channels, 1) for c in in_channels)
         self.smooth = nn.ModuleList(ConvBNReLU(channels, seg_channels, 3) for _ in in_channels)
         self.dropout = nn.Dropout(dropout)
         self.classifier = nn.Conv2d(seg_channels, num_classes, 1)
-        self.embed_from = embed_from
-        self.feature_channels = [channels] * len(in_channels) if embed_from == "fpn" else list(in_channels)
+        self.embed_indices = None if embed_indices is None else tuple(embed_indices)
+        self.feature_channels = embed_channels(in_channels, self.embed_indices, [channels] * len(in_channels))
 
     def forward(self, feats: list[Tensor]) -> SegmentationOutput:
         pyramid = [lat(f) for lat, f in zip(self.laterals, feats)]
@@ -49,4 +48,4 @@ class FPNHead(nn.Module):
         for conv, p in zip(self.smooth[1:], pyramid[1:]):
             merged = merged + resize(conv(p), size)
         logits = self.classifier(self.dropout(merged))
-        return SegmentationOutput(logits, None, pyramid if self.embed_from == "fpn" else list(feats))
+        return SegmentationOutput(logits, None, embed_maps(feats, self.embed_indices, pyramid))

@@ -106,3 +106,14 @@ def adaptive_avg_pool2d(x: Tensor, output_size: int) -> Tensor:
     )
     area = ((h1 - h0)[:, None] * (w1 - w0)[None, :]).to(total.dtype)
     return (total / area).to(dtype)
+
+
+def embed_maps(feats: Sequence[Tensor], embed_indices: Sequence[int] | None, own: Sequence[Tensor]) -> list[Tensor]:
+    """The maps a head offers to the contrastive head, the same rule in every head: the backbone maps
+    ``feats`` at ``embed_indices``, or, when ``embed_indices`` is ``None``, the head's default ``own`` maps."""
+    return list(own) if embed_indices is None else [feats[i] for i in embed_indices]
+
+
+def embed_channels(in_channels: Sequence[int], embed_indices: Sequence[int] | None, own: Sequence[int]) -> list[int]:
+    """The channels of :func:`embed_maps`'s maps."""
+    return list(own) if embed_indices is None else [int(in_channels[i]) for i in embed_indices]

@@ -6,7 +6,7 @@ import torch
 from torch import Tensor, nn
 
 from .hrnet import concat_branches
-from .layers import ConvBNReLU, resize
+from .layers import ConvBNReLU, embed_channels, embed_maps, resize
 from .output import SegmentationOutput
 
 
@@ -91,8 +91,9 @@ class OCRHead(nn.Module):
         self.attention = ObjectAttention(channels, key_channels)
         self.fuse = nn.Sequential(ConvBNReLU(2 * channels, channels, 1), nn.Dropout(dropout))
         self.classifier = nn.Conv2d(channels, num_classes, 1)
-        self.embed_indices = tuple(default_embed if embed_indices is None else embed_indices)
-        self.feature_channels = [in_channels[i] for i in self.embed_indices]
+        self.embed_indices = None if embed_indices is None else tuple(embed_indices)
+        self.default_embed = default_embed
+        self.feature_channels = embed_channels(in_channels, self.embed_indices, [in_channels[i] for i in default_embed])
 
     def forward(self, feats: list[Tensor]) -> SegmentationOutput:
         if self.concat:
@@ -105,4 +106,5 @@ class OCRHead(nn.Module):
         probs = region_logits if self.concat else resize(region_logits, x.shape[-2:])  # layer3 may be coarser
         context = self.attention(x, self.gather(x, probs))
         logits = self.classifier(self.fuse(torch.cat([context, x], dim=1)))
-        return SegmentationOutput(logits, region_logits, [feats[i] for i in self.embed_indices])
+        own = [feats[i] for i in self.default_embed]
+        return SegmentationOutput(logits, region_logits, embed_maps(feats, self.embed_indices, own))

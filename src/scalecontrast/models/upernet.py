@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from .layers import ConvBNReLU, adaptive_avg_pool2d, resize
+from .layers import ConvBNReLU, adaptive_avg_pool2d, embed_channels, embed_maps, resize
 from .output import SegmentationOutput
 
 
@@ -51,8 +51,8 @@ class UPerNetHead(nn.Module):
     levels upsampled to stride 4, concatenated, fused by a 3x3 conv and classified. The auxiliary FCN
     head reads ``aux_index`` (the third stage) and its logits are ``aux_logits``.
 
-    Contrastive maps (``embed_from``): ``"fpn"`` (default, the paper's P2..P5, ``channels`` each) or
-    ``"backbone"`` (the backbone stages).
+    Contrastive maps: the FPN outputs P2..P5 (the paper's, ``channels`` each), or the backbone maps at
+    ``embed_indices``.
     """
 
     def __init__(
@@ -66,11 +66,9 @@ class UPerNetHead(nn.Module):
         aux: bool = True,
         aux_index: int = 2,
         aux_channels: int = 256,
-        embed_from: str = "fpn",
+        embed_indices: tuple[int, ...] | None = None,
     ):
         super().__init__()
-        if embed_from not in ("fpn", "backbone"):
-            raise ValueError(f"embed_from must be 'fpn' or 'backbone', got {embed_from!r}")
         self.ppm = PyramidPooling(in_channels[-1], channels, pool_scales)
         self.ppm_bottleneck = ConvBNReLU(in_channels[-1] + len(pool_scales) * channels, channels, 3)
         self.laterals = nn.ModuleList(ConvBNReLU(c, channels, 1) for c in in_channels[:-1])
@@ -80,8 +78,8 @@ class UPerNetHead(nn.Module):
         self.classifier = nn.Conv2d(channels, num_classes, 1)
         self.aux_index = aux_index
         self.aux_head = FCNHead(in_channels[aux_index], num_classes, channels=aux_channels) if aux else None
-        self.embed_from = embed_from
-        self.feature_channels = [channels] * len(in_channels) if embed_from == "fpn" else list(in_channels)
+        self.embed_indices = None if embed_indices is None else tuple(embed_indices)
+        self.feature_channels = embed_channels(in_channels, self.embed_indices, [channels] * len(in_channels))
 
     def forward(self, feats: list[Tensor]) -> SegmentationOutput:
         tops = [lat(f) for lat, f in zip(self.laterals, feats)]
@@ -93,4 +91,4 @@ class UPerNetHead(nn.Module):
         fused = self.fuse(torch.cat([pyramid[0]] + [resize(p, size) for p in pyramid[1:]], dim=1))
         logits = self.classifier(self.dropout(fused))
         aux = self.aux_head(feats[self.aux_index]) if self.aux_head is not None else None
-        return SegmentationOutput(logits, aux, pyramid if self.embed_from == "fpn" else list(feats))
+        return SegmentationOutput(logits, aux, embed_maps(feats, self.embed_indices, pyramid))
