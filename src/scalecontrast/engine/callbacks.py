@@ -259,7 +259,9 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     """Writes to a temporary file in the target folder, fsyncs, then renames over the target: a killed run
     never leaves a truncated checkpoint. The file gets the mode the umask gives new files (0644 under the
     usual 022, as the logs), and a checkpoint whose weights or buffers are not finite is never written
-    (:class:`NonFiniteCheckpointError`)."""
+    (:class:`NonFiniteCheckpointError`). (Lightning's own save stages the file in the system's temporary
+    folder and moves it, which is a copy, not an atomic rename, when that folder is on another file
+    system, and does not fsync.)"""
 
     def save_checkpoint(self, checkpoint, path, storage_options=None) -> None:
         path = Path(path)

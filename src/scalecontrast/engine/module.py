@@ -406,6 +406,11 @@ class SegmentationModule(L.LightningModule):
         and its learning-rate schedule over ``total_steps`` optimiser steps, stepped every step."""
         trainable = nn.ModuleList([m for m in (self.model, self.contrastive_head) if m is not None])
         groups = param_groups(trainable)
+        for name, given in (("optimizer", self.optimizer_factory), ("lr_scheduler", self.scheduler_factory)):
+            if isinstance(given, Mapping):  # settings read back from a checkpoint (load_module), not a callable
+                raise TypeError(f"{name} is the stored setting {given}, not a callable: to train this module, "
+                                f"give {name} as one (e.g. functools.partial(torch.optim.SGD, lr=0.01)) or resume "
+                                "through the command line (fit --ckpt_path)")
         if self.optimizer_factory is None:
             opt = torch.optim.SGD(groups, lr=0.01, momentum=0.9, weight_decay=5e-4)
         else:
