@@ -295,3 +295,27 @@ def test_channels_last_default_and_fallback():
         fallback = SegmentationModule(model=Viewing(), contrast=None)
     assert not fallback.channels_last
     assert fallback.logits(torch.rand(1, 3, 16, 16)).shape == (1, 3, 16, 16)
+
+
+def test_validation_images_go_to_tensorboard():
+    from types import SimpleNamespace
+
+    from scalecontrast.engine.callbacks import ValidationImages
+
+    class Writer:
+        def __init__(self):
+            self.images = {}
+
+        def add_image(self, tag, image, step):
+            self.images[tag] = (tuple(image.shape), step)
+
+    writer = Writer()
+    trainer = SimpleNamespace(loggers=[SimpleNamespace(experiment=writer)], sanity_checking=False,
+                              is_global_zero=True, global_step=7)
+    module = SimpleNamespace(num_classes=3, palette=[[255, 0, 0], [0, 255, 0], [0, 0, 255]])
+    batch = {"image": torch.rand(3, 3, 16, 20), "mask": torch.randint(0, 3, (3, 16, 20))}
+    preds = torch.randint(0, 3, (3, 16, 20))
+    ValidationImages(num_images=2).on_validation_batch_end(trainer, module, preds, batch, 0)
+    assert writer.images == {"val_samples/0": ((3, 16, 60), 7), "val_samples/1": ((3, 16, 60), 7)}
+    ValidationImages(num_images=2).on_validation_batch_end(trainer, module, preds, batch, 1)  # first batch only
+    assert len(writer.images) == 2

@@ -105,8 +105,8 @@ def _plain(value: Any) -> Any:
 def _flat(value: Any, prefix: str) -> dict[str, Any]:
     if isinstance(value, Mapping) and value:
         out: dict[str, Any] = {}
-        for k, v in value.items():
-            out.update(_flat(v, f"{prefix}.{k}"))
+        for k, v in value.items():  # class_path + init_args: shown as typed, --model.optimizer.lr
+            out.update(_flat(v, prefix if k == "init_args" else f"{prefix}.{k}"))
         return out
     return {prefix: value}
 
@@ -644,7 +644,7 @@ def cmd_data(argv: Sequence[str]) -> int:
     if name != "camvid":
         raise SystemExit(f"scalecontrast data: only 'camvid' can be fetched automatically, not {a.name!r} "
                          "(and 'synthetic' can be written); see docs/ for the other data sets' layouts")
-    from scalecontrast.data.download import prepare_data
+    from scalecontrast.engine.datamodule import prepare_data
 
     result = prepare_data("camvid", a.root, a.source)
     sizes = result["sizes"]
@@ -659,7 +659,7 @@ def cmd_data(argv: Sequence[str]) -> int:
 
 
 def _write_synthetic(root: Path, split: str, num: int, size: int) -> int:
-    from scalecontrast.data.synthetic import write_synthetic
+    from scalecontrast.engine.datamodule import write_synthetic
 
     out = write_synthetic(root, split, num, size)
     print(f"wrote {num} synthetic {split} scenes ({size}x{size}) to {out}")

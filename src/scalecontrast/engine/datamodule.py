@@ -14,9 +14,12 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset, de
 
 from scalecontrast.data import DATASETS, eval_transforms, get_dataset, train_transforms
 from scalecontrast.data.base import CHECKS
+from scalecontrast.data.download import prepare_data
 from scalecontrast.data.io import read_size
+from scalecontrast.data.synthetic import write_synthetic
 
-__all__ = ["SegmentationDataModule"]
+# prepare_data and write_synthetic are the data layer's; the command line reaches them through the engine
+__all__ = ["SegmentationDataModule", "prepare_data", "write_synthetic"]
 
 
 class SegmentationDataModule(L.LightningDataModule):
