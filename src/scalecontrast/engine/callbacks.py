@@ -103,8 +103,9 @@ class ExactResume(L.Callback):
 class FinalCheckpoint(L.Callback):
     """Checkpoints the last training step. A ``ModelCheckpoint`` with ``every_n_train_steps`` saves only at
     multiples of it, so a run of ``max_steps`` = 1250 saving every 100 steps would end with ``last.ckpt``
-    at step 1200: the last 50 steps lost. At the end of training this writes ``last.ckpt`` into each such
-    callback's folder for the final step (and records it as the callback's ``last_model_path``)."""
+    at step 1200: the last 50 steps lost. At the end of training this writes, for the final step, each
+    such callback's ``last.ckpt`` and (without a monitored metric) its step file, the one it replaces
+    removed when it keeps one (``save_top_k=1``)."""
 
     def __init__(self) -> None:
         self.saved_step = -1
@@ -117,8 +118,18 @@ class FinalCheckpoint(L.Callback):
 
         if trainer.global_step == 0 or self.saved_step >= trainer.global_step:
             return
+        metrics = {**trainer.callback_metrics, "epoch": torch.tensor(trainer.current_epoch),
+                   "step": torch.tensor(trainer.global_step)}
         for cb in trainer.checkpoint_callbacks:
-            if isinstance(cb, ModelCheckpoint) and cb.dirpath is not None and cb.save_last:
+            if not isinstance(cb, ModelCheckpoint) or cb.dirpath is None:
+                continue
+            if cb.monitor is None and cb.save_top_k != 0:
+                path = cb.format_checkpoint_name(metrics)
+                trainer.save_checkpoint(path, weights_only=cb.save_weights_only)
+                previous, cb.best_model_path = cb.best_model_path, path
+                if cb.save_top_k == 1 and previous and previous != path:
+                    trainer.strategy.remove_checkpoint(previous)
+            if cb.save_last:
                 path = os.path.join(cb.dirpath, cb.CHECKPOINT_NAME_LAST + cb.FILE_EXTENSION)
                 trainer.save_checkpoint(path, weights_only=cb.save_weights_only)
                 cb.last_model_path = path
