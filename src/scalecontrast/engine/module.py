@@ -166,17 +166,18 @@ class SegmentationModule(L.LightningModule):
         super().__init__()
         with warnings.catch_warnings():  # a model instance is dropped from the hyper-parameters below
             warnings.filterwarnings("ignore", message=".*is an instance of `nn.Module`")
-            self.save_hyperparameters(ignore=["model"] if isinstance(model, nn.Module) else None)
-        self._model_class = _class_path(model) if isinstance(model, nn.Module) else None
-        if isinstance(model, nn.Module):
-            # Built in Python: the weights are in the state dict, the instance is not pickled with them
-            # (load_module(ckpt, model=fresh_instance)). From the command line the hyper-parameters hold
-            # the model's class path and init args instead, and it is rebuilt from those.
-            self.hparams["model"] = None
-            from scalecontrast.models import WrappedModel
+            self.save_hyperparameters()
+            if isinstance(self.hparams.get("model"), nn.Module):
+                # Built in Python: the weights are in the state dict, the instance is not pickled with them
+                # (load_module(ckpt, model=fresh_instance)), nor kept for the loggers. From the command line
+                # the hyper-parameters hold the model's class path and init args, and it is rebuilt from those.
+                self.save_hyperparameters(ignore=["model"])
+                self.hparams["model"] = None
+                from scalecontrast.models import WrappedModel
 
-            if isinstance(model, WrappedModel) and not taps:
-                self.hparams["taps"] = list(model.taps)  # so a fresh plain instance reloads with them
+                if isinstance(model, WrappedModel) and not taps:
+                    self.hparams["taps"] = list(model.taps)  # so a fresh plain instance reloads with them
+        self._model_class = _class_path(model) if isinstance(model, nn.Module) else None
         contrast = as_contrast_options(contrast)
         evaluation = as_eval_options(evaluation)
         # Checkpoints hold plain values (loadable with weights_only=True, re-parsed by the CLI): the CLI gives
