@@ -11,6 +11,7 @@ anything is imported.
 
 from __future__ import annotations
 
+import inspect
 import zipfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -184,9 +185,13 @@ def load_module(
 
     path = Path(ckpt_path)
     ckpt = read_checkpoint(path, map_location, trust=trust)
-    hp = dict(ckpt["hyper_parameters"])
-    hp.pop("_instantiator", None)
-    hp.pop("_class_path", None)
+    # only the module's arguments (a checkpoint of an earlier release may hold others: its optimiser
+    # given by name, its schedule, its guards' options; inference needs none of them)
+    known = inspect.signature(SegmentationModule).parameters
+    hp = {k: v for k, v in ckpt["hyper_parameters"].items() if k in known}
+    for key in ("optimizer", "lr_scheduler"):
+        if isinstance(hp.get(key), dict) and "class_path" not in hp[key]:
+            hp[key] = None
     hp["pretrained"] = False
     hp["init_weights"] = None  # the checkpoint's weights replace them anyway
     hp["compile"] = False  # inference from a checkpoint never compiles
