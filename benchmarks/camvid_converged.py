@@ -65,9 +65,11 @@ from camvid_ablation import append_result  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = "fpn_lite0"
-CONFIGS = {"ce": "fpn_lite0_ce.yaml", "mscs": "fpn_lite0_mscs.yaml"}
+MSCS = ("configs/contrast/mscs.yaml",)
+CONFIGS = {"ce": ("configs/camvid/fpn_lite0.yaml",),
+           "mscs": ("configs/camvid/fpn_lite0.yaml", *MSCS, "configs/contrast/cpu_sampling.yaml")}
 # the calibration of the other models: their CE recipe, its schedule overridden as for the FPN's
-CALIBRATION_CONFIGS = {MODEL: CONFIGS, "smp_unet_lite0": {"ce": "smp_unet_lite0_ce.yaml"}}
+CALIBRATION_CONFIGS = {MODEL: CONFIGS, "smp_unet_lite0": {"ce": ("studies/camvid/smp_unet_lite0.yaml",)}}
 LABELS = {"ce": "CE", "mscs": "CE + 0.1 MS+CS"}
 CALIBRATION_CKPT_EVERY = 99
 
@@ -79,7 +81,7 @@ def calibration_args(args, setting: str, out: Path) -> list[str]:
         raise SystemExit(f"--calibrate --model {model}: no {setting!r} recipe (it has "
                          f"{sorted(CALIBRATION_CONFIGS[model])})")
     return [
-        "--config", str(ROOT / "configs" / "camvid" / CALIBRATION_CONFIGS[model][setting]),
+        *[a for c in CALIBRATION_CONFIGS[model][setting] for a in ("--config", str(ROOT / c))],
         "--data.root", str(args.data_root),
         "--seed_everything", str(args.seed),
         "--trainer.max_steps", str(args.steps),
@@ -99,7 +101,8 @@ def calibration_args(args, setting: str, out: Path) -> list[str]:
          if setting == "mscs" else []) + optimizer_args(args)
 
 
-OPTIMIZER_KEYS = {"optimizer": "name", "lr": "lr", "weight_decay": "weight_decay"}  # arg -> model.optimizer.*
+OPTIMIZER_KEYS = {"optimizer": "class_path", "lr": "init_args.lr", "weight_decay": "init_args.weight_decay"}
+OPTIMIZER_CLASSES = {"sgd": "torch.optim.SGD", "adamw": "torch.optim.AdamW"}
 
 
 def optimizer_args(args) -> list[str]:
@@ -107,7 +110,7 @@ def optimizer_args(args) -> list[str]:
     out = []
     for key, flag in OPTIMIZER_KEYS.items():
         if (v := getattr(args, key, None)) is not None:
-            out += [f"--model.optimizer.{flag}", str(v)]
+            out += [f"--model.optimizer.{flag}", OPTIMIZER_CLASSES.get(str(v), str(v))]
     return out
 
 
@@ -216,11 +219,11 @@ def calibrate(args) -> None:
 
 
 # ---- the study ------------------------------------------------------------------------------
-RECIPES = {  # model -> (CE config, MS+CS config); both share everything but model.contrast
-    "fpn_lite0": ("fpn_lite0_converged_ce.yaml", "fpn_lite0_converged_mscs.yaml"),
-    "smp_unet_lite0": ("smp_unet_lite0_ce.yaml", "smp_unet_lite0_mscs.yaml"),
+RECIPES = {  # model -> its base recipe (CE); MS+CS adds configs/contrast/mscs.yaml
+    "fpn_lite0": "studies/camvid/fpn_lite0_converged.yaml",
+    "smp_unet_lite0": "studies/camvid/smp_unet_lite0.yaml",
     # the first smp Unet pair, trained with the FPN's optimizer (far from trained): reported, not planned
-    "smp_unet_lite0_sgd": ("smp_unet_lite0_sgd_ce.yaml", "smp_unet_lite0_sgd_mscs.yaml"),
+    "smp_unet_lite0_sgd": "studies/camvid/smp_unet_lite0_sgd.yaml",
 }
 MODEL_NOTES = {"smp_unet_lite0_sgd": "smp_unet_lite0_sgd (the FPN's SGD 0.01: under-trained)"}  # the README's table
 TUNE_WEIGHTS = (0.1, 0.3, 1.0)
@@ -246,14 +249,11 @@ def fit_and_score(args, model: str, run: str, seed: int, splits: Sequence[str], 
     todo = [sp for sp in splits if f"{model}/{run}/seed{seed}/{sp}" not in results]
     if not todo:
         return
-    ce_cfg, mscs_cfg = RECIPES[model]
-    cfg = ROOT / "configs" / "camvid" / (ce_cfg if run == "ce" else mscs_cfg)
-    if not cfg.is_file():
-        raise SystemExit(f"{cfg} does not exist: the converged recipe is committed once the calibration "
-                         "(--calibrate) has picked its schedule")
+    cfg = ROOT / RECIPES[model]
     out = Path(args.out) / model / run / f"seed{seed}"
     max_steps = recipe_steps(cfg)
-    base = ["--config", str(cfg), "--data.root", str(args.data_root), "--seed_everything", str(seed),
+    overlays = [a for c in (() if run == "ce" else MSCS) for a in ("--config", str(ROOT / c))]
+    base = ["--config", str(cfg), *overlays, "--data.root", str(args.data_root), "--seed_everything", str(seed),
             "--trainer.default_root_dir", str(out), "--trainer.limit_val_batches", "0",
             "--trainer.enable_progress_bar", "false", "--trainer.logger", "false",
             "--checkpoint.every_n_train_steps", "50", "--data.num_workers", str(args.workers), *extra]

@@ -385,12 +385,13 @@ def test_converged_calibration_of_another_model_keeps_its_optimizer_apart(tmp_pa
     unet = {"model": "smp_unet_lite0", "steps": 1250, "crop": [256, 256], "batch": 8, "seed": 0}
     adamw = argparse.Namespace(**unet, optimizer="adamw", lr=0.001, weight_decay=0.01)
     sgd = argparse.Namespace(**unet, optimizer="sgd", lr=0.05, weight_decay=None)
-    assert conv.optimizer_args(adamw) == ["--model.optimizer.name", "adamw", "--model.optimizer.lr", "0.001",
-                                          "--model.optimizer.weight_decay", "0.01"]
+    assert conv.optimizer_args(adamw) == ["--model.optimizer.class_path", "torch.optim.AdamW",
+                                          "--model.optimizer.init_args.lr", "0.001",
+                                          "--model.optimizer.init_args.weight_decay", "0.01"]
     args = conv.calibration_args(argparse.Namespace(**vars(sgd), data_root="d", val_every=250, workers=1), "ce",
                                  tmp_path)
-    assert args[1].endswith("smp_unet_lite0_ce.yaml") and args[-4:] == ["--model.optimizer.name", "sgd",
-                                                                         "--model.optimizer.lr", "0.05"]
+    assert args[1].endswith("studies/camvid/smp_unet_lite0.yaml")
+    assert args[-4:] == ["--model.optimizer.class_path", "torch.optim.SGD", "--model.optimizer.init_args.lr", "0.05"]
     with pytest.raises(SystemExit, match="no 'mscs' recipe"):
         conv.calibration_args(argparse.Namespace(**vars(sgd), data_root="d", val_every=250, workers=1), "mscs",
                               tmp_path)
