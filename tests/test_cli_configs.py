@@ -12,7 +12,9 @@ from scalecontrast.cli import main
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 OVERLAYS = sorted((CONFIGS / "contrast").glob("*.yaml"))
-BASES = sorted(p for p in CONFIGS.rglob("*.yaml") if p.parent.name != "contrast")
+STUDIES = Path(__file__).resolve().parents[1] / "studies"
+# the shipped recipes and the study's own (studies/, not installed): all are base recipes
+BASES = sorted([*(p for p in CONFIGS.rglob("*.yaml") if p.parent.name != "contrast"), *STUDIES.rglob("*.yaml")])
 # the overlays a recipe is used with: each contrast setting, and the CPU sampling caps after MS+CS
 STACKS = [[], *[[p] for p in OVERLAYS if p.stem != "cpu_sampling"],
           [CONFIGS / "contrast" / "mscs.yaml", CONFIGS / "contrast" / "cpu_sampling.yaml"]]
