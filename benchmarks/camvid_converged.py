@@ -364,7 +364,7 @@ def fit_seconds(out: Path) -> float:
 def checkpoint_step(ckpt: Path) -> int:
     import torch
 
-    return int(torch.load(ckpt, map_location="cpu", weights_only=False)["global_step"])
+    return int(torch.load(ckpt, map_location="cpu", weights_only=True)["global_step"])
 
 
 def recipe_steps(cfg: Path) -> int:

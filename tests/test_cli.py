@@ -50,7 +50,7 @@ def synthetic_run(tmp_path_factory) -> tuple[Path, list[str]]:
 
 def test_fit_writes_checkpoint_with_metadata(synthetic_run):
     root, _ = synthetic_run
-    ckpt = torch.load(root / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    ckpt = torch.load(root / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     assert ckpt["global_step"] == 4
     hp = ckpt["hyper_parameters"]
     classes = list(get_dataset("synthetic", None, "val").classes)
@@ -194,10 +194,10 @@ def test_fit_checkpoints_the_last_step_when_it_is_not_a_multiple_of_the_interval
     main(["fit", *synthetic_args(tmp_path), "--trainer.max_steps", "5", "--trainer.limit_val_batches", "0",
           "--checkpoint.every_n_train_steps", "2"])
     ckpts = tmp_path / "checkpoints"
-    assert torch.load(ckpts / "last.ckpt", map_location="cpu", weights_only=False)["global_step"] == 5
+    assert torch.load(ckpts / "last.ckpt", map_location="cpu", weights_only=True)["global_step"] == 5
     assert sorted(p.name for p in ckpts.glob("*.ckpt")) == ["last.ckpt", "step0000005.ckpt"]
     assert "(step 5)" in capsys.readouterr().out
     # resuming the finished run trains nothing more and keeps step 5
     main(["fit", *synthetic_args(tmp_path), "--trainer.max_steps", "5", "--trainer.limit_val_batches", "0",
           "--checkpoint.every_n_train_steps", "2", "--ckpt_path", "last"])
-    assert torch.load(ckpts / "last.ckpt", map_location="cpu", weights_only=False)["global_step"] == 5
+    assert torch.load(ckpts / "last.ckpt", map_location="cpu", weights_only=True)["global_step"] == 5

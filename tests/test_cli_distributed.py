@@ -29,7 +29,7 @@ def _env() -> dict[str, str]:
 
 
 def _step(path: Path) -> int:
-    return int(torch.load(path, map_location="cpu", weights_only=False)["global_step"])
+    return int(torch.load(path, map_location="cpu", weights_only=True)["global_step"])
 
 
 def test_ddp_two_processes_gloo(tmp_path):
@@ -78,7 +78,7 @@ def test_resume_after_kill(tmp_path):
     assert res.returncode == 0, res.stderr[-4000:]
     log = res.stdout + res.stderr
     assert "Restoring states from the checkpoint path" in log and "last.ckpt" in log
-    ckpt = torch.load(last, map_location="cpu", weights_only=False)
+    ckpt = torch.load(last, map_location="cpu", weights_only=True)
     assert ckpt["global_step"] == 30
     assert not list(last.parent.glob(".*.tmp"))  # a write cut by the kill is cleaned up on restart
     # the resumed run (a new TensorBoard version) trained only the remaining steps
