@@ -35,8 +35,9 @@ from scalecontrast.engine.callbacks import (
     FinalCheckpoint,
     NonFiniteCheckpointError,
     NonFiniteGuard,
-    RunFolderLock,
+    RunFolderGuard,
     RunFolderLockedError,
+    RunFolderUsedError,
     TrainingDivergedError,
     ValidationImages,
     ZeroTermWatch,
@@ -319,6 +320,10 @@ class SegmentationCLI(LightningCLI):
         sub = self.subcommand
         seed = self.config[sub].get("seed_everything") if sub else None
         extra = [ExactResume(), FinalCheckpoint(), PreemptionCheckpoint(), RunSettings(seed), ZeroTermWatch()]
+        if sub == "fit":
+            cfg = self.config[sub]
+            extra.append(RunFolderGuard(overwrite=bool(cfg.get("overwrite")),
+                                        resuming=cfg.get("ckpt_path") is not None))
         for cb in extra:
             if not any(isinstance(have, type(cb)) for have in trainer.callbacks):
                 trainer.callbacks.insert(0, cb)
@@ -331,18 +336,8 @@ class SegmentationCLI(LightningCLI):
         return [Path(cb.dirpath) for cb in self.trainer.checkpoint_callbacks
                 if isinstance(cb, ModelCheckpoint) and cb.dirpath]
 
-    def check_run_folder(self, ckpt_path: str | None) -> None:
-        overwrite = bool(self.config[self.subcommand].get("overwrite", False))
-        for folder in self.checkpoint_dirs():
-            for stale in folder.glob(".*.ckpt.*.tmp"):  # writes cut short by a kill
-                stale.unlink(missing_ok=True)
-            used = sorted(p.name for p in folder.glob("*.ckpt"))
-            if used and ckpt_path is None and not overwrite:
-                shown = ", ".join(used[:4]) + (f" and {len(used) - 4} more" if len(used) > 4 else "")
-                raise SystemExit(
-                    f"scalecontrast fit: {folder} already holds checkpoints of an earlier run ({shown}). Resume "
-                    "it with --ckpt_path last, train into another folder (--trainer.default_root_dir DIR), or "
-                    "replace them with --overwrite true")
+    def check_resumed(self, ckpt_path: str | None) -> None:
+        """``--ckpt_path last``: the newest last checkpoint, read safely, its settings against the given ones."""
         if ckpt_path == "last":
             found = [p for d in self.checkpoint_dirs() for p in d.glob("last*.ckpt")]
             if found:
@@ -374,37 +369,27 @@ class SegmentationCLI(LightningCLI):
 
     def fit(self, model, **kwargs) -> None:
         ckpt_path = kwargs.get("ckpt_path")
-        locks = []
+        if rank_zero_only.rank == 0:
+            self.check_resumed(ckpt_path)
         try:
-            if rank_zero_only.rank == 0:
-                for folder in self.checkpoint_dirs():
-                    lock = RunFolderLock(folder)
-                    try:
-                        lock.acquire()
-                    except RunFolderLockedError as err:
-                        raise SystemExit(f"scalecontrast fit: {err}") from None
-                    locks.append(lock)
-                self.check_run_folder(ckpt_path)
-            try:
-                self.trainer.fit(model, **kwargs)
-            except (TrainingDivergedError, NonFiniteCheckpointError) as err:
-                last = self.last_written()
-                step = self.step_of(last) if last else None
-                kept = (f"The last checkpoint written (finite weights) is {last}"
-                        + (f" (step {step})" if step is not None else "") if last else "No checkpoint was written")
-                raise SystemExit(f"scalecontrast fit: {err}. {kept}.") from None
-            except SIGTERMException:
-                last = self.last_written()
-                total = self.trainer.max_steps if self.trainer.max_steps and self.trainer.max_steps > 0 else None
-                of = f" of {total}" if total else ""
-                where = f" (checkpoint {last})" if last else ""
-                if self.trainer.is_global_zero:
-                    print(f"scalecontrast fit: stopped by SIGTERM at step {self.trainer.global_step}{of}{where}; "
-                          "resume with --ckpt_path last", file=sys.stderr, flush=True)
-                raise SystemExit(SIGTERM_EXIT_CODE) from None
-        finally:
-            for lock in locks:
-                lock.release()
+            self.trainer.fit(model, **kwargs)
+        except (RunFolderLockedError, RunFolderUsedError) as err:
+            raise SystemExit(f"scalecontrast fit: {err}") from None
+        except (TrainingDivergedError, NonFiniteCheckpointError) as err:
+            last = self.last_written()
+            step = self.step_of(last) if last else None
+            kept = (f"The last checkpoint written (finite weights) is {last}"
+                    + (f" (step {step})" if step is not None else "") if last else "No checkpoint was written")
+            raise SystemExit(f"scalecontrast fit: {err}. {kept}.") from None
+        except SIGTERMException:
+            last = self.last_written()
+            total = self.trainer.max_steps if self.trainer.max_steps and self.trainer.max_steps > 0 else None
+            of = f" of {total}" if total else ""
+            where = f" (checkpoint {last})" if last else ""
+            if self.trainer.is_global_zero:
+                print(f"scalecontrast fit: stopped by SIGTERM at step {self.trainer.global_step}{of}{where}; "
+                      "resume with --ckpt_path last", file=sys.stderr, flush=True)
+            raise SystemExit(SIGTERM_EXIT_CODE) from None
         last = self.last_written()
         if last and self.trainer.is_global_zero:
             step = self.step_of(last)  # the checkpoint's own step (the trainer's may be past it)

@@ -19,6 +19,7 @@ from typing import Any
 import lightning as L
 import numpy as np
 import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from torch import Tensor
 
@@ -30,8 +31,10 @@ __all__ = [
     "ValidationImages",
     "ZeroTermWatch",
     "NonFiniteCheckpointError",
+    "RunFolderGuard",
     "RunFolderLock",
     "RunFolderLockedError",
+    "RunFolderUsedError",
     "TrainingDivergedError",
     "collect_rng_states",
     "nonfinite_tensors",
@@ -45,6 +48,10 @@ class TrainingDivergedError(RuntimeError):
 
 class NonFiniteCheckpointError(RuntimeError):
     """A checkpoint was about to be written with NaN / inf weights or buffers."""
+
+
+class RunFolderUsedError(RuntimeError):
+    """A new run would write into a folder that holds another run's checkpoints."""
 
 
 class RunFolderLockedError(RuntimeError):
@@ -114,8 +121,6 @@ class FinalCheckpoint(L.Callback):
         self.saved_step = max(self.saved_step, int(checkpoint.get("global_step", -1)))
 
     def on_train_end(self, trainer, pl_module) -> None:
-        from lightning.pytorch.callbacks import ModelCheckpoint
-
         if trainer.global_step == 0 or self.saved_step >= trainer.global_step:
             return
         metrics = {**trainer.callback_metrics, "epoch": torch.tensor(trainer.current_epoch),
@@ -388,6 +393,51 @@ class RunFolderLock:
             _HELD_LOCK_FDS.discard(self._fd)
             os.close(self._fd)
             self._fd = None
+
+
+class RunFolderGuard(L.Callback):
+    """Holds a :class:`RunFolderLock` on every checkpoint folder while ``fit`` runs (global rank zero) and
+    refuses a folder that already holds checkpoints of another run, unless ``resuming`` or ``overwrite``.
+    Writes cut short by a kill (``.*.ckpt.*.tmp``) are removed first. Raises :class:`RunFolderLockedError`
+    or :class:`RunFolderUsedError`."""
+
+    def __init__(self, *, overwrite: bool = False, resuming: bool = False) -> None:
+        self.overwrite, self.resuming = overwrite, resuming
+        self.locks: list[RunFolderLock] = []
+
+    @staticmethod
+    def folders(trainer: L.Trainer) -> list[Path]:
+        return [Path(cb.dirpath) for cb in trainer.checkpoint_callbacks
+                if isinstance(cb, ModelCheckpoint) and cb.dirpath]
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        if stage != "fit" or not trainer.is_global_zero:
+            return
+        for folder in self.folders(trainer):
+            lock = RunFolderLock(folder)
+            lock.acquire()
+            self.locks.append(lock)
+            for stale in folder.glob(".*.ckpt.*.tmp"):
+                stale.unlink(missing_ok=True)
+            used = sorted(p.name for p in folder.glob("*.ckpt"))
+            if used and not (self.resuming or self.overwrite):
+                self.release()
+                shown = ", ".join(used[:4]) + (f" and {len(used) - 4} more" if len(used) > 4 else "")
+                raise RunFolderUsedError(
+                    f"{folder} already holds checkpoints of an earlier run ({shown}). Resume it with "
+                    "--ckpt_path last, train into another folder (--trainer.default_root_dir DIR), or replace "
+                    "them with --overwrite true")
+
+    def release(self) -> None:
+        for lock in self.locks:
+            lock.release()
+        self.locks.clear()
+
+    def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        self.release()
+
+    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
+        self.release()
 
 
 def describe_terms(terms: Mapping[str, float]) -> str:

@@ -22,6 +22,7 @@ from scalecontrast.engine.optim import WarmupPolyLR, param_groups
 from scalecontrast.engine.options import ContrastOptions, EvalOptions, as_contrast_options, as_eval_options
 from scalecontrast.losses import ContrastiveHead, SegmentationLoss
 from scalecontrast.models.layers import resize
+from scalecontrast.models.layout import runs_channels_last
 
 __all__ = ["SegmentationModule", "IMAGENET_MEAN", "IMAGENET_STD", "ScheduleCallable"]
 
@@ -54,35 +55,6 @@ def attached_trainer(module: L.LightningModule) -> L.Trainer | None:
 def _class_path(obj: Any) -> str:
     cls = type(obj)
     return f"{cls.__module__}.{cls.__qualname__}"
-
-
-def _supports_channels_last(model: nn.Module) -> bool:
-    """Whether ``model`` runs on a channels-last input (scalecontrast's own models do; a wrapped client
-    model is tried once on a zero input of its probe size, in its dtype and on its device; its layout and
-    train/eval modes are restored)."""
-    from scalecontrast.models import WrappedModel
-
-    if not isinstance(model, WrappedModel):
-        return True
-    modes = {m: m.training for m in model.modules()}
-    param = next(model.parameters(), None)
-    x = torch.zeros(1, model.in_channels, *model.probe_size, device=param.device if param is not None else None,
-                    dtype=param.dtype if param is not None else None)
-    ok, why = True, ""
-    try:
-        model.eval().to(memory_format=torch.channels_last)  # strides only: values are untouched
-        with torch.no_grad():
-            model(x.contiguous(memory_format=torch.channels_last))
-    except Exception as err:  # noqa: BLE001 - any failure in that layout means: keep the default one
-        ok, why = False, f"{type(err).__name__}: {str(err).splitlines()[0][:200] if str(err) else ''}"
-    finally:
-        model.to(memory_format=torch.contiguous_format)
-        for m, training in modes.items():
-            m.training = training
-    if not ok:
-        warnings.warn(f"{type(model.model).__name__} does not run in the channels-last memory format ({why}); "
-                      "keeping the default layout", stacklevel=3)
-    return ok
 
 
 class SegmentationModule(L.LightningModule):
@@ -224,7 +196,7 @@ class SegmentationModule(L.LightningModule):
         self.test_metrics = SegmentationMetrics(int(num_classes), ignore_index=ignore_index)
         self.last_scores: dict[str, Tensor] = {}
         self.last_terms: dict[str, Tensor] = {}  # this step's loss terms, detached (read by the callbacks)
-        self.channels_last = bool(channels_last) and _supports_channels_last(self.model)
+        self.channels_last = bool(channels_last) and runs_channels_last(self.model)
         if self.channels_last:
             self.model.to(memory_format=torch.channels_last)
             if self.contrastive_head is not None:
