@@ -11,6 +11,7 @@ commands work from a checkpoint alone:
     scalecontrast export   --ckpt_path CKPT --output model.onnx
     scalecontrast embed    --config CFG --ckpt_path CKPT --output tsne.png
     scalecontrast data camvid --root DIR [--source PATH]
+    scalecontrast study run|status|report SPEC.yaml ...
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ from scalecontrast.engine.preemption import PreemptionCheckpoint
 __all__ = ["SegmentationCLI", "compare_settings", "main", "run_lightning"]
 
 LIGHTNING_COMMANDS = ("fit", "validate", "test", "predict")
-EXTRA_COMMANDS = ("segment", "export", "embed", "data")
+EXTRA_COMMANDS = ("segment", "export", "embed", "data", "study")
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 
 USAGE = """usage: scalecontrast COMMAND [options]
@@ -69,6 +70,11 @@ from a checkpoint:
 data:
   data camvid --root DIR [--source PATH]   download (or copy from PATH) and verify CamVid
   data synthetic --root DIR [--num N]      write built-in synthetic scenes as image/mask files
+
+studies (tune on val, compare with CE on test, paired by seed; Optuna storage, many workers):
+  study run SPEC.yaml [--storage URL] [--workers N]   run the trials that are left
+  study status SPEC.yaml                              done / running / failed / left, time left
+  study report SPEC.yaml --output DIR                 DIR/results.md + figures
 
 Run `scalecontrast COMMAND --help` for the options of a command.
 """
@@ -651,11 +657,52 @@ def _write_synthetic(root: Path, split: str, num: int, size: int) -> int:
     return 0
 
 
+def cmd_study(argv: Sequence[str]) -> int:
+    """``study run|status|report SPEC``: the arguments are parsed here, the work is scalecontrast.study's."""
+    import argparse
+
+    p = argparse.ArgumentParser(prog="scalecontrast study",
+                                description="Tune a setting on val and compare it with CE on test, paired by seed, "
+                                "on an Optuna storage shared by any number of workers (docs/studies.md).")
+    sub = p.add_subparsers(dest="action", required=True)
+    storage_help = ("an Optuna storage URL (sqlite:///f.db, postgresql://...) or a journal file path "
+                    "(default: the spec's)")
+    run = sub.add_parser("run", help="run the trials that are left (start it on any number of machines)")
+    run.add_argument("spec", help="the study spec (YAML)")
+    run.add_argument("--storage", default=None, help=storage_help)
+    run.add_argument("--workers", type=int, default=1, help="worker processes on this machine (default 1)")
+    run.add_argument("--heartbeat", type=float, default=60.0,
+                     help="seconds between a running trial's heartbeats (RDB storages); a trial silent for 3 "
+                     "heartbeats is taken up again by another worker (default 60)")
+    status = sub.add_parser("status", help="trials done / running / failed / left per phase, and the time left")
+    status.add_argument("spec", help="the study spec (YAML)")
+    status.add_argument("--storage", default=None, help=storage_help)
+    report = sub.add_parser("report", help="write OUTPUT/results.md and the figures (nothing else)")
+    report.add_argument("spec", help="the study spec (YAML)")
+    report.add_argument("--output", required=True, help="the folder to write into")
+    report.add_argument("--storage", default=None, help=storage_help)
+    a = p.parse_args(list(argv))
+
+    from scalecontrast.study import load_spec, run_study, study_status, write_report
+
+    spec = load_spec(a.spec)
+    if a.action == "run":
+        if a.workers < 1:
+            raise SystemExit("scalecontrast study: --workers must be at least 1")
+        return run_study(spec, storage=a.storage, workers=a.workers, heartbeat=a.heartbeat)
+    if a.action == "status":
+        print(study_status(spec, storage=a.storage))
+        return 0
+    print(f"wrote {write_report(spec, a.output, storage=a.storage)}")
+    return 0
+
+
 COMMANDS: dict[str, Callable[[Sequence[str]], int]] = {
     "segment": cmd_segment,
     "export": cmd_export,
     "embed": cmd_embed,
     "data": cmd_data,
+    "study": cmd_study,
 }
 
 
