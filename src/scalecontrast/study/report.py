@@ -207,9 +207,14 @@ def report_text(spec: StudySpec, study, *, figure: str | None = GAINS_FIGURE) ->
                      f"| {t.number} | {key} | {a.get('split')} | {t.value:.2f} | {a.get('steps', '-')} "
                      f"| {', '.join(map(str, commits)) or '-'} | {', '.join(map(str, threads)) or '-'} "
                      f"| {a.get('config_hash') or '-'} | - |")
-    notes = sorted({t.user_attrs["note"] for ts in by_key.values() for t in ts if t.user_attrs.get("note")})
+    notes: dict[str, list[int]] = {}
+    for ts in by_key.values():
+        t = completed(ts)
+        if t is not None and t.user_attrs.get("note"):
+            notes.setdefault(t.user_attrs["note"], []).append(t.number)
     if notes:
-        lines += ["", "Notes on trials:", ""] + [f"- {n}" for n in notes]
+        lines += ["", "Notes:", ""] + [f"- Trial{'s' if len(n) > 1 else ''} {', '.join(map(str, sorted(n)))}: {text}"
+                                       for text, n in notes.items()]
     return "\n".join(lines) + "\n", {"gains": gains, "classes": classes}
 
 
