@@ -67,7 +67,9 @@ def test_load_spec_reads_yaml(tmp_path):
     ({"tune": {"search": {"model.contrast.weight": [0.1]}, "seed": [0]}}, "tune.seed"),
     ({"compare": {"arms": {"ce": None}, "seeds": [0], "splt": "test"}}, "compare.splt"),
     ({"compare": {"arms": {"ce": None, "x": 3}, "seeds": [0]}}, "compare.arms.x"),
-    ({"compare": {"arms": {"a": {"model.contrast.weight": 1.0}}, "seeds": [0]}}, "compare.arms"),
+    ({"compare": {"arms": {"a": {"model.contrast.weight": 1.0}}, "seeds": [0]}}, "compare.reference"),
+    ({"compare": {"arms": {"ce": None}, "seeds": [0], "reference": "cee"}}, "compare.reference"),
+    ({"compare": {"arms": {"ce": None, "t": "tune"}, "seeds": [0], "reference": "t"}}, "compare.reference"),
     ({"compare": {"arms": {"ce": None, "b": None}, "seeds": [0]}}, "compare.arms"),
     ({"compare": {"arms": {"ce": None}, "seeds": "0"}}, "compare.seeds"),
     ({"compare": {"arms": {"ce": None}}}, "compare.seeds"),
@@ -94,3 +96,13 @@ def test_spec_file_errors(tmp_path):
         load_spec(bad)
     with pytest.raises(SpecError, match="missing"):
         parse_spec({"name": "x", "config": [BASE]}, "s.yaml")
+
+
+def test_reference_arm():
+    data = spec_dict(compare={"arms": {"base": {}, "hard": {"model.contrast.hard_fraction": 0.5}}, "seeds": [0],
+                              "split": "val", "reference": "base"})
+    del data["tune"]
+    spec = parse_spec(data, "s.yaml")
+    assert spec.reference_arm == "base" and spec.tune_reference is None
+    assert [p.key for p in spec.compare_trials(None)] == ["compare/base/seed0", "compare/hard/seed0"]
+    assert parse_spec(spec_dict(), "s.yaml").reference_arm == "ce"

@@ -109,21 +109,24 @@ def report_text(spec: StudySpec, study, *, figure: str | None = GAINS_FIGURE) ->
     if spec.has_tune:
         rows, tuned = tune_table(spec, by_key)
         lines += [f"## Tuning ({spec.tune_split}, seeds {', '.join(map(str, spec.tune_seeds))})", ""]
-        lines += ["| setting | runs | mean ± std | seeds | vs " + ref + ", paired by seed |", "|---|---|---|---|---|"]
-        ref_scores = rows[0]["scores"]
+        tref = spec.tune_reference
+        lines += ["| setting | runs | mean ± std | seeds | vs " + (tref or "-") + ", paired by seed |",
+                  "|---|---|---|---|---|"]
+        ref_scores = rows[0]["scores"] if tref else {}
         for r in rows:
             vals = list(r["scores"].values())
             ms = "-" if not vals else "{:.2f} ± {:.2f}".format(*mean_std(vals))
             seeds = ", ".join(f"{s}: {v:.2f}" for s, v in sorted(r["scores"].items()))
-            name = ref if r["reference"] else setting_label(r["setting"])
+            name = tref if r["reference"] else setting_label(r["setting"])
             if r.get("chosen"):
                 name = f"**{name}** (chosen)"
-            ps = None if r["reference"] else paired_stats(r["scores"], ref_scores)
+            ps = None if r["reference"] or not tref else paired_stats(r["scores"], ref_scores)
             vs = "-" if ps is None else (f"{ps.mean:+.2f} ± {ps.std:.2f}, better on {ps.wins}/{ps.n}"
                                          + (f", p = {_p(ps.p)}" if ps.p is not None else ""))
             lines.append(f"| {name} | {len(vals)} | {ms} | {seeds} | {vs} |")
-        lines += ["", f"Rule: {tie_rule(spec)}. The {ref} row is for reference only, it is not a candidate. "
-                  f"No candidate is scored on `{spec.compare_split}` before the choice.", ""]
+        lines += ["", f"Rule: {tie_rule(spec)}."
+                  + (f" The {tref} row is for reference only, it is not a candidate." if tref else "")
+                  + f" No candidate is scored on `{spec.compare_split}` before the choice.", ""]
         lines.append(f"Chosen: **{setting_label(tuned)}**." if tuned is not None
                      else "Chosen: not yet (tune trials left).")
         lines.append("")

@@ -166,8 +166,8 @@ def tune_table(spec: StudySpec, by_key: dict[str, list]) -> tuple[list[dict], Se
     every candidate has a score at every tune seed (``None`` before)."""
     rows = []
     plans = spec.tune_trials()
-    for setting in [None, *spec.candidates()]:
-        arm = spec.reference_arm if setting is None else setting_slug(setting)
+    for setting in ([None] if spec.tune_reference else []) + spec.candidates():
+        arm = spec.tune_reference if setting is None else setting_slug(setting)
         scores = {}
         for p in plans:
             if p.arm == arm:

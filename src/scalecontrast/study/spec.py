@@ -11,14 +11,15 @@ A spec is a YAML file (read with ``yaml.safe_load``)::
       search: {model.contrast.weight: [0.1, 0.3, 1.0]}
       seeds: [0, 1, 2]
       split: val
-    compare:                                    # scored once on `split`, paired by seed with the null arm
+    compare:                                    # scored once on `split`, paired by seed with the reference
       arms: {ce: null, paper: {model.contrast.weight: 0.1}, tuned: tune}
       seeds: [0, 1, 2, 3, 4]
       split: test
+      reference: ce                             # optional: default, the arm whose value is null
 
-An arm's value is ``null`` (contrast off: ``--model.contrast null``; the reference of the paired
-comparisons), ``tune`` (the setting chosen in ``tune``) or a mapping of options to values
-(``{}``: the config as it is). Relative paths are taken from the folder the command runs in, as the
+An arm's value is ``null`` (contrast off: ``--model.contrast null``), ``tune`` (the setting chosen in
+``tune``) or a mapping of options to values (``{}``: the config as it is). The paired comparisons are
+against ``compare.reference``, by default the null arm. Relative paths are taken from the folder the command runs in, as the
 command line takes them.
 """
 
@@ -111,6 +112,7 @@ class StudySpec:
     tune_seeds: list[int] = field(default_factory=list)
     tune_split: str = "val"
     arms: dict[str, Setting | str | None] = field(default_factory=dict)
+    reference: str | None = None
     compare_seeds: list[int] = field(default_factory=list)
     compare_split: str = "test"
 
@@ -120,7 +122,13 @@ class StudySpec:
 
     @property
     def reference_arm(self) -> str:
-        return next(name for name, value in self.arms.items() if value is None)
+        """The arm the others are compared with (``compare.reference``, else the null arm)."""
+        return self.reference or next(name for name, value in self.arms.items() if value is None)
+
+    @property
+    def tune_reference(self) -> str | None:
+        """The null arm, trained at the tune seeds beside the candidates for the tuning table (None without)."""
+        return next((name for name, value in self.arms.items() if value is None), None)
 
     @property
     def run_root(self) -> Path:
@@ -153,7 +161,9 @@ class StudySpec:
             return []
         plans = []
         for seed in self.tune_seeds:
-            plans.append(TrialPlan("tune", self.reference_arm, tuple(CONTRAST_OFF.items()), seed, self.tune_split))
+            if self.tune_reference is not None:
+                plans.append(TrialPlan("tune", self.tune_reference, tuple(CONTRAST_OFF.items()), seed,
+                                       self.tune_split))
             for cand in self.candidates():
                 plans.append(TrialPlan("tune", setting_slug(cand), tuple(cand.items()), seed, self.tune_split))
         return plans
@@ -268,7 +278,7 @@ def parse_spec(data: Any, path: str | Path = "<spec>") -> StudySpec:
         spec.tune_seeds = _seeds(path, "tune.seeds", tune["seeds"])
         spec.tune_split = _split(path, "tune.split", tune.get("split", "val"))
 
-    compare = _mapping(path, "compare", data["compare"], ("arms", "seeds", "split"))
+    compare = _mapping(path, "compare", data["compare"], ("arms", "seeds", "split", "reference"))
     arms = compare.get("arms")
     if not isinstance(arms, dict) or not arms:
         raise _fail(path, "compare.arms", "a mapping of arm names to null (contrast off), tune, or options")
@@ -287,9 +297,17 @@ def parse_spec(data: Any, path: str | Path = "<spec>") -> StudySpec:
         else:
             raise _fail(path, key, f"null (contrast off), tune, or a mapping of options to values, not {value!r}")
     nulls = [a for a, v in arms.items() if v is None]
-    if len(nulls) != 1:
-        raise _fail(path, "compare.arms", "needs exactly one arm with value null (contrast off), the reference "
-                    f"of the paired comparisons; found {len(nulls)}")
+    if len(nulls) > 1:
+        raise _fail(path, "compare.arms", f"at most one arm with value null (contrast off); found {len(nulls)}")
+    reference = compare.get("reference")
+    if reference is None and not nulls:
+        raise _fail(path, "compare.reference", "missing: without an arm whose value is null (contrast off), name "
+                    "the arm the others are compared with")
+    if reference is not None and reference not in arms:
+        raise _fail(path, "compare.reference", f"{reference!r} is not an arm ({', '.join(map(str, arms))})")
+    if reference is not None and arms[reference] == TUNED:
+        raise _fail(path, "compare.reference", "the reference cannot be the tuned arm")
+    spec.reference = reference
     settings = [json.dumps(spec.arm_setting(a), sort_keys=True) for a in arms if arms[a] != TUNED]
     if len(set(settings)) != len(settings):
         raise _fail(path, "compare.arms", "two arms have the same setting")
