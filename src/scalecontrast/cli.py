@@ -659,38 +659,49 @@ def _write_synthetic(root: Path, split: str, num: int, size: int) -> int:
 
 def cmd_study(argv: Sequence[str]) -> int:
     """``study run|status|report SPEC``: the arguments are parsed here, the work is scalecontrast.study's."""
-    import argparse
+    from jsonargparse import ArgumentParser
 
-    p = argparse.ArgumentParser(prog="scalecontrast study",
-                                description="Tune a setting on val and compare it with CE on test, paired by seed, "
-                                "on an Optuna storage shared by any number of workers (docs/studies.md).")
-    sub = p.add_subparsers(dest="action", required=True)
     storage_help = ("an Optuna storage URL (sqlite:///f.db, postgresql://...) or a journal file path "
-                    "(default: the spec's)")
-    run = sub.add_parser("run", help="run the trials that are left (start it on any number of machines)")
-    run.add_argument("spec", help="the study spec (YAML)")
-    run.add_argument("--storage", default=None, help=storage_help)
-    run.add_argument("--workers", type=int, default=1, help="worker processes on this machine (default 1)")
+                    "(default: the spec's `storage`, else SQLite in its runs folder)")
+
+    def action(name: str, description: str):
+        sp = _parser(f"study {name}", description, checkpoint=False)
+        sp.add_argument("spec", type=str, help="the study spec (YAML, see docs/studies.md)")
+        sp.add_argument("--storage", type=str | None, default=None, help=storage_help)
+        return sp
+
+    run = action("run", "Run the trials that are left. Start it any number of times, on any machines that share "
+                 "the storage: each trial runs once; a trial whose worker died resumes from its last checkpoint.")
+    run.add_argument("--workers", type=int, default=1, help="worker processes on this machine")
     run.add_argument("--heartbeat", type=float, default=60.0,
                      help="seconds between a running trial's heartbeats (RDB storages); a trial silent for 3 "
-                     "heartbeats is taken up again by another worker (default 60)")
-    status = sub.add_parser("status", help="trials done / running / failed / left per phase, and the time left")
-    status.add_argument("spec", help="the study spec (YAML)")
-    status.add_argument("--storage", default=None, help=storage_help)
-    report = sub.add_parser("report", help="write OUTPUT/results.md and the figures (nothing else)")
-    report.add_argument("spec", help="the study spec (YAML)")
-    report.add_argument("--output", required=True, help="the folder to write into")
-    report.add_argument("--storage", default=None, help=storage_help)
-    a = p.parse_args(list(argv))
+                     "heartbeats is taken up again by another worker")
+    status = action("status", "Trials done / running / failed / left per phase, and an estimate of the time left.")
+    report = action("report", "Write OUTPUT/results.md (tables paired by seed, per-class IoU, the tuning table) "
+                    "and its figures; nothing else is written.")
+    report.add_argument("--output", type=str, required=True, help="the folder to write into")
+    p = ArgumentParser(prog="scalecontrast study", exit_on_error=True,
+                       description="Tune a setting on val and compare it with CE on test, paired by seed, on an "
+                       "Optuna storage shared by any number of workers (docs/studies.md).")
+    sub = p.add_subcommands(required=True, dest="action")
+    sub.add_subcommand("run", run, help="run the trials that are left (on any number of machines)")
+    sub.add_subcommand("status", status, help="done / running / failed / left per phase, and the time left")
+    sub.add_subcommand("report", report, help="write OUTPUT/results.md and the figures")
+    cfg = p.parse_args(list(argv))
+    name = cfg.action
+    a = cfg[name]
 
-    from scalecontrast.study import load_spec, run_study, study_status, write_report
+    from scalecontrast.study import SpecError, load_spec, run_study, study_status, write_report
 
-    spec = load_spec(a.spec)
-    if a.action == "run":
+    try:
+        spec = load_spec(a.spec)
+    except (SpecError, OSError) as err:
+        raise SystemExit(f"scalecontrast study {name}: {err}") from None
+    if name == "run":
         if a.workers < 1:
-            raise SystemExit("scalecontrast study: --workers must be at least 1")
+            raise SystemExit("scalecontrast study run: --workers must be at least 1")
         return run_study(spec, storage=a.storage, workers=a.workers, heartbeat=a.heartbeat)
-    if a.action == "status":
+    if name == "status":
         print(study_status(spec, storage=a.storage))
         return 0
     print(f"wrote {write_report(spec, a.output, storage=a.storage)}")

@@ -19,8 +19,8 @@ A spec is a YAML file (read with ``yaml.safe_load``)::
 
 An arm's value is ``null`` (contrast off: ``--model.contrast null``), ``tune`` (the setting chosen in
 ``tune``) or a mapping of options to values (``{}``: the config as it is). The paired comparisons are
-against ``compare.reference``, by default the null arm. Relative paths are taken from the folder the command runs in, as the
-command line takes them.
+against ``compare.reference``, by default the null arm. Relative paths are taken from the folder the
+command runs in, as the command line takes them.
 """
 
 from __future__ import annotations
