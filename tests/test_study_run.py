@@ -114,7 +114,8 @@ def step_files(folder: Path) -> list[int]:
 
 
 @pytest.mark.slow
-def test_killed_worker_is_resumed_to_the_uninterrupted_result(tmp_path):
+@pytest.mark.parametrize("storage", ["sqlite", "journal"])
+def test_killed_worker_is_resumed_to_the_uninterrupted_result(tmp_path, storage):
     steps = 10
     arms = {"arms": {"ce": None}, "seeds": [0]}
     (tmp_path / "plain").mkdir()
@@ -123,7 +124,8 @@ def test_killed_worker_is_resumed_to_the_uninterrupted_result(tmp_path):
     reference = complete_trials(plain)["compare/ce/seed0"]
 
     (tmp_path / "killed").mkdir()
-    spec_path = write_spec(tmp_path / "killed", "killed", steps, compare=arms)
+    where = {} if storage == "sqlite" else {"storage": str(tmp_path / "killed" / "study.journal")}
+    spec_path = write_spec(tmp_path / "killed", "killed", steps, compare=arms, **where)
     folder = tmp_path / "killed" / "runs" / "killed" / "model.contrast=null" / "seed0"
     with open(tmp_path / "first.log", "w") as log:
         first = subprocess.Popen(study_cmd("run", str(spec_path), "--heartbeat", "1"), cwd=ROOT, env=env(),

@@ -674,8 +674,8 @@ def cmd_study(argv: Sequence[str]) -> int:
                  "the storage: each trial runs once; a trial whose worker died resumes from its last checkpoint.")
     run.add_argument("--workers", type=int, default=1, help="worker processes on this machine")
     run.add_argument("--heartbeat", type=float, default=60.0,
-                     help="seconds between a running trial's heartbeats (RDB storages); a trial silent for 3 "
-                     "heartbeats is taken up again by another worker")
+                     help="seconds between a running trial's signs of life; a trial silent for 3 of them is "
+                     "taken up again by another worker (resuming from its last checkpoint)")
     status = action("status", "Trials done / running / failed / left per phase, and an estimate of the time left.")
     report = action("report", "Write OUTPUT/results.md (tables paired by seed, per-class IoU, the tuning table) "
                     "and its figures; nothing else is written.")

@@ -163,8 +163,8 @@ def report_text(spec: StudySpec, study, *, figure: str | None = GAINS_FIGURE) ->
                     classes.append(name)
     lines += ["", "p: two-sided paired t-test over the seeds both arms have (scipy.stats.ttest_rel), not corrected "
               "for the number of arms; 95 % interval: mean difference ± t(0.975, n − 1) · std / √n. "
-              "Training min/run: wall minutes of each model's fit as it ran (one thread, other load on the machine "
-              "included), not a cost benchmark.", ""]
+              "Training min/run: wall minutes of each model's fit as it ran (threads as in the trials table, other "
+              "load on the machine included), not a cost benchmark.", ""]
 
     if classes:
         lines += [f"## Per-class IoU ({spec.compare_split}, mean over seeds)", ""]

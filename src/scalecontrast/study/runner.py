@@ -7,11 +7,11 @@ only, trains it in its run folder ``RUNS/NAME/SETTING/seedS`` with ``scalecontra
 process and scores the final checkpoint once, on the phase's split. The same setting at the same seed is
 one training: a compare trial whose model a tune trial trained scores that model.
 
-A trial whose worker dies is taken up again: on an RDB storage (SQLite, PostgreSQL, MySQL) each running
-trial sends Optuna heartbeats and a later worker fails a trial whose heartbeats stopped and enqueues it
-again (``RetryFailedTrialCallback``); a trial that failed (its ``fit`` ended with an error, or SIGTERM)
-is enqueued again by the next ``study run``. Either way the new attempt resumes from the run folder's
-``last.ckpt`` (the engine's exact resume), so it does not restart.
+A trial whose worker dies is taken up again: each running trial shows it is alive (Optuna heartbeats on an
+RDB storage such as SQLite or PostgreSQL; the user attribute ``alive_at`` on a journal file), and a later
+worker fails a trial silent for three heartbeat intervals and enqueues it again; a trial that failed (its
+``fit`` ended with an error, or SIGTERM) is enqueued again by the next ``study run``. Either way the new
+attempt resumes from the run folder's ``last.ckpt`` (the engine's exact resume), so it does not restart.
 
 The protocol: the tune phase chooses a setting on its split by the best mean over its seeds (ties to the
 smaller value of a single numeric option, otherwise to the listed order); compare trials whose setting is a
@@ -111,6 +111,9 @@ def open_study(spec: StudySpec, storage_url: str | None = None, *, heartbeat: fl
 
 # ------------------------------------------------------------------------------------------------
 # the state of a study
+PLAN_KEYS = ("key", "phase", "arm", "seed", "split", "setting")
+
+
 def plan_attrs(plan: TrialPlan) -> dict[str, Any]:
     return {"key": plan.key, "phase": plan.phase, "arm": plan.arm, "seed": plan.seed, "split": plan.split,
             "setting": plan.options}
@@ -411,30 +414,71 @@ def resolved_config(folder: Path) -> dict:
     return yaml.safe_load(found[-1].read_text())
 
 
-class Heartbeat:
-    """Optuna heartbeats for a running trial (RDB storages), from a thread."""
+ALIVE_ATTR = "alive_at"
 
-    def __init__(self, storage, trial_id: int) -> None:
+
+class Heartbeat:
+    """A running trial's sign of life, from a thread: Optuna heartbeats on an RDB storage; on a storage
+    without them (a journal file), the time as the user attribute ``alive_at`` every ``interval`` seconds."""
+
+    def __init__(self, storage, trial_id: int, interval: float) -> None:
         self.storage, self.trial_id = storage, trial_id
-        self.interval = storage.get_heartbeat_interval() if hasattr(storage, "get_heartbeat_interval") else None
+        native = storage.get_heartbeat_interval() if hasattr(storage, "get_heartbeat_interval") else None
+        self.native = bool(native)
+        self.interval = native or interval
         self.stop = threading.Event()
         self.thread: threading.Thread | None = None
 
+    def record(self) -> None:
+        try:
+            if self.native:
+                self.storage.record_heartbeat(self.trial_id)
+            else:
+                self.storage.set_trial_user_attr(self.trial_id, ALIVE_ATTR, time.time())
+        except Exception:  # noqa: BLE001 - the trial has just finished: nothing left to keep alive
+            pass
+
     def __enter__(self):
         if self.interval:
-            self.storage.record_heartbeat(self.trial_id)
+            self.record()
             self.thread = threading.Thread(target=self.beat, daemon=True)
             self.thread.start()
         return self
 
     def beat(self) -> None:
         while not self.stop.wait(self.interval):
-            self.storage.record_heartbeat(self.trial_id)
+            self.record()
 
     def __exit__(self, *exc) -> None:
         self.stop.set()
         if self.thread is not None:
             self.thread.join()
+
+
+def retry_silent_trials(study, storage, interval: float) -> list[int]:
+    """On a storage without Optuna heartbeats: fail each running trial whose ``alive_at`` is older than three
+    ``interval`` and enqueue its plan again (what ``RetryHeartbeatStaleTrialCallback`` does on an RDB
+    storage). The numbers of the trials failed."""
+    from optuna.exceptions import UpdateFinishedTrialError
+    from optuna.trial import TrialState
+
+    study_id = storage.get_study_id_from_name(study.study_name)
+    now, failed = time.time(), []
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        if "key" not in t.user_attrs or "duplicate_of" in t.user_attrs:
+            continue
+        alive = t.user_attrs.get(ALIVE_ATTR) or (t.datetime_start.timestamp() if t.datetime_start else now)
+        if now - alive <= 3 * interval:
+            continue
+        trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, t.number)
+        try:
+            storage.set_trial_user_attr(trial_id, "error", f"no sign of life for {now - alive:.0f} s: its worker died")
+            storage.set_trial_state_values(trial_id, TrialState.FAIL)
+        except UpdateFinishedTrialError:  # another worker got there first, or it just finished
+            continue
+        study.enqueue_trial({}, user_attrs={k: t.user_attrs[k] for k in PLAN_KEYS})
+        failed.append(t.number)
+    return failed
 
 
 def log(msg: str) -> None:
@@ -520,7 +564,15 @@ def worker(spec: StudySpec, storage_url: str | None, heartbeat: float | None, ma
     storage = open_storage(storage_url or spec.storage_url, heartbeat=heartbeat)
     study = optuna.load_study(study_name=spec.name, storage=storage)
     study_id = storage.get_study_id_from_name(spec.name)
-    heartbeats = bool(getattr(storage, "get_heartbeat_interval", lambda: None)())
+    native = bool(getattr(storage, "get_heartbeat_interval", lambda: None)())
+    interval = float(heartbeat or HEARTBEAT_S)
+
+    def retry_dead() -> None:
+        if native:
+            optuna.storages.fail_stale_trials(study)
+        else:
+            for number in retry_silent_trials(study, storage, interval):
+                log(f"{spec.name}: trial {number} showed no sign of life for {3 * interval:.0f} s; taken up again")
     stopping = threading.Event()
 
     def on_term(signum, frame):  # stop taking trials; the running fit gets SIGTERM too (its process group)
@@ -532,15 +584,15 @@ def worker(spec: StudySpec, storage_url: str | None, heartbeat: float | None, ma
     done, first, waited = 0, True, False
     try:
         while not stopping.is_set() and (max_trials is None or done < max_trials):
-            optuna.storages.fail_stale_trials(study)
+            retry_dead()
             state = sync(spec, study, retry_failed=first)
             first = False
             if not study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
                 running = [p for p in state.plans if state.state_of(p) == "running"]
-                # wait while trials run elsewhere: the tuned arm needs the tune phase's last scores, and on a
-                # storage with heartbeats a trial whose worker died comes back to be taken
+                # wait while trials run elsewhere: the tuned arm needs the tune phase's last scores, and a
+                # trial whose worker died (no heartbeat or sign of life) comes back to be taken
                 choice = bool(state.waiting_for_choice) and any(p.phase == "tune" for p in running)
-                if running and (choice or heartbeats):
+                if running:
                     if not waited:
                         log(f"{spec.name}: waiting for {len(running)} trial(s) running elsewhere"
                             + (" (the tuned setting is chosen when the tune phase ends)" if choice else ""))
@@ -555,7 +607,7 @@ def worker(spec: StudySpec, storage_url: str | None, heartbeat: float | None, ma
                 study.tell(trial, state=TrialState.FAIL)
                 continue
             trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, trial.number)
-            with Heartbeat(storage, trial_id):
+            with Heartbeat(storage, trial_id, interval):
                 other = _is_duplicate(study, trial)
                 if other is not None:
                     trial.set_user_attr("duplicate_of", other)
@@ -564,7 +616,7 @@ def worker(spec: StudySpec, storage_url: str | None, heartbeat: float | None, ma
                 while (busy := _folder_busy(spec, study, trial)) is not None:
                     log(f"{spec.name}: trial {trial.number} waits for trial {busy}, which trains its model")
                     time.sleep(POLL_S)
-                    optuna.storages.fail_stale_trials(study)
+                    retry_dead()
                 done += run_trial(spec, study, storage, trial)
     except KeyboardInterrupt:
         log(f"{spec.name}: worker stopped; its trial is taken up again by the next `study run`")
