@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 
 import torch
 from torch import Tensor, nn
@@ -104,26 +105,36 @@ class WrappedModel(nn.Module):
         self.std: tuple[float, ...] = tuple(getattr(model, "std", IMAGENET_STD))
         self._warned_inplace = False
 
-    def _run(self, x: Tensor, taps: Sequence[str]) -> tuple[object, dict[str, Tensor], dict[str, int]]:
+    @contextmanager
+    def capture(self, taps: Sequence[str] | None = None, *,
+                versions: dict[str, int] | None = None) -> Iterator[dict[str, Tensor]]:
+        """Record the outputs of the tapped submodules (default: :attr:`taps`) during any forward of
+        :attr:`model` run inside the block, also one called through a wrapper (DDP, another trainer's
+        model call): ``with wrapped.capture() as store: out = ddp_model(x)``, then
+        ``[store[t] for t in wrapped.taps]``, each ``(B, C_s, h_s, w_s)``. The hooks are removed on exit."""
         store: dict[str, Tensor] = {}
-        versions: dict[str, int] = {}
 
         def hook(name: str):
             def fn(_m, _i, out) -> None:
                 t = _first_tensor(out, f"output of {name!r}")
                 store[name] = t
-                if not t.is_inference():  # inference tensors have no version counter
+                if versions is not None and not t.is_inference():  # inference tensors have no version counter
                     versions[name] = t._version
 
             return fn
 
         modules = dict(self.model.named_modules())
-        handles = [modules[t].register_forward_hook(hook(t)) for t in taps]
+        handles = [modules[t].register_forward_hook(hook(t)) for t in (self.taps if taps is None else taps)]
         try:
-            out = self.model(x)
+            yield store
         finally:
             for h in handles:
                 h.remove()
+
+    def _run(self, x: Tensor, taps: Sequence[str]) -> tuple[object, dict[str, Tensor], dict[str, int]]:
+        versions: dict[str, int] = {}
+        with self.capture(taps, versions=versions) as store:
+            out = self.model(x)
         return out, store, versions
 
     @torch.no_grad()
