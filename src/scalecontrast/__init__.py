@@ -5,6 +5,8 @@ Public entry points (the documentation is in docs/; the API reference in docs/ap
 - :func:`scalecontrast.create_model`, :func:`scalecontrast.wrap_model`
 - :class:`scalecontrast.ContrastiveHead` and :class:`scalecontrast.MultiScaleContrastiveLoss` (also in
   :mod:`scalecontrast.losses`)
+- :func:`scalecontrast.from_pretrained` and :func:`scalecontrast.save_pretrained`: models as a folder (or Hugging
+  Face Hub repo) of ``config.json`` + ``model.safetensors`` + ``README.md``
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ _LAZY = {
     "contrastive_loss": "scalecontrast.losses",
     "sample_anchors": "scalecontrast.losses",
     "get_dataset": "scalecontrast.data",
+    "from_pretrained": "scalecontrast.engine.hub",
+    "save_pretrained": "scalecontrast.engine.hub",
 }
 
 __all__ = ["__version__", *_LAZY]

@@ -14,6 +14,7 @@ from scalecontrast.engine.checkpoint import (
 )
 from scalecontrast.engine.datamodule import SegmentationDataModule
 from scalecontrast.engine.export import InferenceModel, export_onnx
+from scalecontrast.engine.hub import from_pretrained, load_for_inference, pretrained_module, save_pretrained
 from scalecontrast.engine.inference import predict, sliding_window
 from scalecontrast.engine.metrics import (
     SegmentationMetrics,
@@ -36,10 +37,14 @@ __all__ = [
     "cadis_groups",
     "export_onnx",
     "format_scores",
+    "from_pretrained",
+    "load_for_inference",
     "load_module",
     "param_groups",
+    "pretrained_module",
     "read_checkpoint",
     "read_image",
+    "save_pretrained",
     "predict",
     "scores_from_confusion",
     "sliding_window",
