@@ -2,13 +2,15 @@
 
 Training and evaluation follow Lightning's CLI (``fit``, ``validate``, ``test``, ``predict``
 with ``--config``, ``--model.*``, ``--data.*``, ``--trainer.*``, ``--ckpt_path``); the other
-commands work from a checkpoint alone:
+commands work from a checkpoint alone. ``segment``, ``export``, ``validate`` and ``test`` also take an exported
+model folder (``export --format hf``: config.json + model.safetensors) as ``--ckpt_path``:
 
     scalecontrast fit      --config configs/camvid/fpn_lite0.yaml [--config configs/contrast/mscs.yaml]
                            [--data.root DIR] [--trainer.max_steps N] [--ckpt_path last]
     scalecontrast validate|test --config CFG --ckpt_path CKPT [--data.root DIR]
     scalecontrast segment  --ckpt_path CKPT --input IMAGE_OR_DIR --output DIR [--tta]
     scalecontrast export   --ckpt_path CKPT --output model.onnx
+    scalecontrast export   --ckpt_path CKPT --format hf --output DIR [--push_to_hub REPO_ID]
     scalecontrast embed    --config CFG --ckpt_path CKPT --output tsne.png
     scalecontrast data camvid --root DIR [--source PATH]
     scalecontrast study run|status|report SPEC.yaml ...
@@ -44,6 +46,7 @@ from scalecontrast.engine.callbacks import (
     ZeroTermWatch,
 )
 from scalecontrast.engine.checkpoint import CheckpointError, read_checkpoint
+from scalecontrast.engine.hub import is_pretrained_folder, load_pretrained_weights, pretrained_settings
 from scalecontrast.engine.preemption import PreemptionCheckpoint
 
 __all__ = ["SegmentationCLI", "compare_settings", "main", "run_lightning"]
@@ -62,9 +65,10 @@ training and evaluation (Lightning CLI; see `scalecontrast fit --help`):
   test       evaluate on the test split:       --config CFG --ckpt_path CKPT (or `none`: untrained)
   predict    Lightning's predict loop
 
-from a checkpoint:
+from a checkpoint (CKPT: a file written by `fit`; segment, export, validate and test also take an exported folder):
   segment    colour masks and overlays:  --ckpt_path CKPT --input IMAGE_OR_DIR --output DIR [--tta]
   export     ONNX inference graph:       --ckpt_path CKPT --output model.onnx
+             Hugging Face-style folder:  --ckpt_path CKPT --format hf --output DIR [--push_to_hub REPO_ID]
   embed      t-SNE of embeddings:        --config CFG --ckpt_path CKPT --output tsne.png
 
 data:
@@ -230,6 +234,7 @@ class SegmentationCLI(LightningCLI):
     def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
         super().parse_arguments(parser, args)
         self.ckpt_file: str | None = None
+        self.pretrained_dir: str | None = None
         self.stored_settings: dict[str, Any] | None = None
         self.weights_only = True
         sub = self.config.get("subcommand")
@@ -257,6 +262,9 @@ class SegmentationCLI(LightningCLI):
                       "(not trained)", file=sys.stderr)
         if not ckpt or str(ckpt) in SPECIAL_CKPT or str(ckpt).startswith("registry"):
             return
+        if sub in EVAL_COMMANDS and is_pretrained_folder(ckpt):
+            self.use_pretrained_folder(parser, args, sub, str(ckpt), trust)
+            return
         try:
             stored = read_checkpoint(ckpt, trust=trust, resume=sub == "fit")
         except CheckpointError as err:
@@ -266,6 +274,20 @@ class SegmentationCLI(LightningCLI):
         self.check_settings(settings, str(ckpt), resume=sub == "fit")
         # Lightning would read the file's settings over the parsed ones: it gets the path back before the run
         self.ckpt_file = str(ckpt)
+        self.stored_settings = settings
+        self.config[sub]["ckpt_path"] = None
+
+    def use_pretrained_folder(self, parser: LightningArgumentParser, args: Any, sub: str, folder: str,
+                              trust: bool) -> None:
+        """Evaluate an exported folder: its config.json gives the model's settings and the training data's as
+        defaults (the options given win); its weights are loaded into the module before the run."""
+        try:
+            settings = pretrained_settings(folder, trust=trust)
+        except CheckpointError as err:
+            raise SystemExit(f"scalecontrast {sub}: {err}") from None
+        self.config = self.parse_with_stored(parser, args, sub, settings)
+        self.check_settings(settings, folder, resume=False)
+        self.pretrained_dir = folder
         self.stored_settings = settings
         self.config[sub]["ckpt_path"] = None
 
@@ -314,7 +336,8 @@ class SegmentationCLI(LightningCLI):
             cfg["weights_only"] = self.weights_only
         model_cfg = cfg.get("model")
         # Evaluating a checkpoint: never fetch backbone weights that are overwritten anyway.
-        if sub and sub != "fit" and model_cfg is not None and cfg.get("ckpt_path") is not None:
+        evaluated = cfg.get("ckpt_path") is not None or self.pretrained_dir is not None
+        if sub and sub != "fit" and model_cfg is not None and evaluated:
             model_cfg["pretrained"] = False
             model_cfg["init_weights"] = None
 
@@ -402,6 +425,8 @@ class SegmentationCLI(LightningCLI):
             print(f"scalecontrast fit: checkpoint written last: {last} (step {step})", flush=True)
 
     def evaluate(self, stage: str, model, **kwargs):
+        if self.pretrained_dir is not None:
+            load_pretrained_weights(model, self.pretrained_dir)  # safetensors only; the model's own weights
         if self.trainer.is_global_zero:
             ev = getattr(model, "eval_options", None)
             if ev is not None:
@@ -463,7 +488,8 @@ def _list_images(path: Path) -> list[Path]:
 
 def cmd_segment(argv: Sequence[str]) -> int:
     p = _parser("segment", "Colour masks and overlays (with a legend) for an image or a folder.")
-    p.add_argument("--ckpt_path", type=str, required=True, help="checkpoint written by `fit`")
+    p.add_argument("--ckpt_path", type=str, required=True,
+                   help="checkpoint written by `fit`, or an exported model folder (export --format hf) or Hub repo id")
     p.add_argument("--input", type=str, required=True, help="an image or a folder of images")
     p.add_argument("--output", type=str, required=True, help="output folder")
     p.add_argument("--tta", type=bool, default=False, help="multi-scale + flip test-time augmentation")
@@ -476,10 +502,10 @@ def cmd_segment(argv: Sequence[str]) -> int:
     p.add_argument("--limit", type=int | None, default=None, help="only the first N images of a folder")
     a = p.parse_args(list(argv))
 
-    from scalecontrast.engine import load_module, read_image
+    from scalecontrast.engine import load_for_inference, read_image
     from scalecontrast.viz import save_mask_and_overlay
 
-    module = load_module(a.ckpt_path, map_location=a.device, trust=a.trust_checkpoint)
+    module = load_for_inference(a.ckpt_path, map_location=a.device, trust=a.trust_checkpoint)
     files = _list_images(Path(a.input))[: a.limit]
     scales, flip = [1.0], False
     if a.tta:
@@ -517,19 +543,32 @@ def cmd_segment(argv: Sequence[str]) -> int:
 
 
 def cmd_export(argv: Sequence[str]) -> int:
-    p = _parser("export", "Export the inference graph (normalisation + model, logits at input size) to ONNX.")
-    p.add_argument("--ckpt_path", type=str, required=True, help="checkpoint written by `fit`")
-    p.add_argument("--output", type=str, required=True, help="the .onnx file to write")
+    p = _parser("export", "Export the inference graph (normalisation + model, logits at input size) to ONNX, or "
+                "the model as a Hugging Face-style folder (config.json + model.safetensors + README.md model card).")
+    p.add_argument("--ckpt_path", type=str, required=True,
+                   help="checkpoint written by `fit`, or an exported model folder (export --format hf) or Hub repo id")
+    p.add_argument("--output", type=str, required=True, help="the .onnx file to write (onnx), the folder (hf)")
+    p.add_argument("--format", type=Literal["onnx", "hf"], default="onnx",
+                   help="onnx: the inference graph; hf: config.json + model.safetensors + README.md")
+    p.add_argument("--push_to_hub", type=str | None, default=None,
+                   help="hf: upload the folder to this Hugging Face Hub repo id (owner/name; created if needed; "
+                        "needs a login: `hf auth login` or HF_TOKEN)")
+    p.add_argument("--scores", type=dict[str, float] | None, default=None,
+                   help='hf: scores to record in config.json and the model card, e.g. \'{"test/mIoU": 0.61}\'')
     p.add_argument("--height", type=int, default=256, help="height of the tracing example")
     p.add_argument("--width", type=int, default=320, help="width of the tracing example")
     p.add_argument("--opset", type=int, default=18)
     p.add_argument("--check", type=bool, default=True, help="compare onnxruntime with PyTorch")
     a = p.parse_args(list(argv))
+    if a.format == "hf":
+        return export_hf(a.ckpt_path, a.output, scores=a.scores, push_to_hub=a.push_to_hub, trust=a.trust_checkpoint)
+    if a.push_to_hub or a.scores:
+        raise SystemExit("scalecontrast export: --push_to_hub and --scores are options of --format hf")
 
-    from scalecontrast.engine import export_onnx, load_module
+    from scalecontrast.engine import export_onnx, load_for_inference
     from scalecontrast.engine.export import check_onnx, check_runs_at, input_dims
 
-    module = load_module(a.ckpt_path, trust=a.trust_checkpoint)
+    module = load_for_inference(a.ckpt_path, trust=a.trust_checkpoint)
     h, w = a.height, a.width
     try:
         check_runs_at(module, (h, w))
@@ -550,6 +589,24 @@ def cmd_export(argv: Sequence[str]) -> int:
     size = (f"dynamic height and width (checked at {h}x{w} and {h2}x{w2})" if result.dynamic_size
             else f"size fixed at {h}x{w} (the exported graph refuses {h2}x{w2})")
     print(f"onnxruntime matches PyTorch (max |diff| = {result.max_diff:.2e}): {batch}; {size}")
+    return 0
+
+
+def export_hf(ckpt_path: str, output: str, *, scores: Mapping[str, float] | None = None,
+              push_to_hub: str | None = None, trust: bool = False) -> int:
+    """Write the Hugging Face-style folder of a checkpoint (or of another such folder) and optionally upload it."""
+    from scalecontrast.engine import save_pretrained
+
+    out = save_pretrained(ckpt_path, output, scores=scores, trust=trust)
+    sizes = ", ".join(f"{p.name} ({p.stat().st_size / 1e6:.2f} MB)" for p in sorted(out.iterdir()) if p.is_file())
+    print(f"wrote {out}: {sizes}; load it with scalecontrast.from_pretrained({str(out)!r})")
+    if push_to_hub:
+        from huggingface_hub import HfApi
+
+        api = HfApi()
+        url = api.create_repo(push_to_hub, exist_ok=True)
+        api.upload_folder(folder_path=str(out), repo_id=push_to_hub, commit_message="Upload scalecontrast model")
+        print(f"uploaded {out} to {url}")
     return 0
 
 
