@@ -302,7 +302,7 @@ class ContrastiveTrainer(Trainer):
 
         ``save_pretrained`` of transformers 5 writes some models' weights under their original (legacy) names, e.g.
         SegFormer's ``segformer.encoder.block.*`` for ``segformer.stages.*``, and Trainer's resume loads the file by
-        those names, so such a model would resume from its initial weights (transformers issue 43701). Loading the
+        those names, so such a model would resume from its initial weights (seen with transformers 5.25). Loading the
         folder with the model class's ``from_pretrained`` maps the names."""
         path = os.path.join(folder, "model.safetensors")
         if not isinstance(self.model, PreTrainedModel) or not os.path.isfile(path):
