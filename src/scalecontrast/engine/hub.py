@@ -197,23 +197,20 @@ def save_pretrained(
     """
     from safetensors.torch import save_model
 
-    checkpoint, name = None, None
+    checkpoint, name, previous = None, None, None
     if isinstance(source, SegmentationModule):
         module = source
-    elif is_pretrained_folder(source):
-        folder = Path(source)
-        module = pretrained_module(folder, trust=trust, channels_last=False)
-        previous = read_config(folder)
-        checkpoint = None
-        name = previous.get("training", {}).get("source") or str(folder)
-        scores = {**previous.get("scores", {}), **(scores or {})}
-        model_config = model_config or (previous["architecture"] if "class_path" in previous["architecture"]
-                                        else None)
+    elif is_pretrained_folder(source):  # written again: its training record and scores kept
+        module = pretrained_module(source, trust=trust, channels_last=False)
+        previous = read_config(source)
+        scores = {**(previous.get("scores") or {}), **(scores or {})}
     else:
         checkpoint = read_checkpoint(source, trust=trust)
         module = load_module(source, trust=trust)
         name = Path(source).name
     config = build_config(module, model_config=model_config, checkpoint=checkpoint, scores=scores, source=name)
+    if previous is not None and previous.get("training"):
+        config["training"] = previous["training"]
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     model = plain_model(module)
