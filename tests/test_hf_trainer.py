@@ -62,8 +62,8 @@ def make_trainer(out: Path, model=None, **kw) -> ContrastiveTrainer:
                               args=training_args(out, **kw), train_dataset=Halves())
 
 
-def test_segformer_taps_are_its_stages():
-    trainer = make_trainer(Path("unused"), max_steps=1)
+def test_segformer_taps_are_its_stages(tmp_path):
+    trainer = make_trainer(tmp_path, max_steps=1)
     assert trainer.taps == TAPS
     assert trainer.contrastive_head.in_channels == [8, 16, 24, 32]
 
