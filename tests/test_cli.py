@@ -165,7 +165,8 @@ def test_camvid_fit_test_segment(tmp_path, capsys):
 
 
 def test_layering():
-    """cli uses engine and viz only; engine never imports cli or viz; viz imports no other layer."""
+    """cli uses engine, study and viz only; engine never imports cli, study or viz; study uses engine only;
+    viz imports no other layer."""
     import ast
 
     src = Path(__file__).resolve().parents[1] / "src" / "scalecontrast"
@@ -181,9 +182,11 @@ def test_layering():
         return {n.split(".")[1] for n in names if n.startswith("scalecontrast.")} | (
             {"__init__"} if any(n == "scalecontrast" for n in names) else set())
 
-    assert imported(src / "cli.py") <= {"engine", "viz", "__init__", "__version__"}
+    assert imported(src / "cli.py") <= {"engine", "study", "viz", "__init__", "__version__"}
     for path in (src / "engine").glob("*.py"):
-        assert not imported(path) & {"cli", "viz"}, path
+        assert not imported(path) & {"cli", "study", "viz"}, path
+    for path in (src / "study").glob("*.py"):
+        assert imported(path) <= {"engine", "study"}, path
     for path in (src / "viz").glob("*.py"):
         assert imported(path) <= {"viz"}, path
 
