@@ -161,6 +161,27 @@ def read_checkpoint(ckpt_path: str | Path, map_location: str | torch.device = "c
     return ckpt
 
 
+def build_from_class_path(settings: dict[str, Any], failure: str) -> nn.Module:
+    """A :class:`SegmentationModule` from its settings whose ``model`` is a class path (already checked
+    against the trusted packages), built by jsonargparse. Raises :class:`CheckpointError` starting with
+    ``failure`` when the class cannot be imported or built."""
+    from lightning.pytorch.cli import instantiate_module
+
+    from scalecontrast.engine.module import SegmentationModule
+
+    config = settings["model"]
+    try:
+        module = instantiate_module(SegmentationModule, settings)
+    except Exception as err:  # noqa: BLE001 - jsonargparse wraps import and init errors in its own
+        text = " ".join(x.strip(" -") for x in str(err).splitlines())
+        said = text.split("Problem with given class_path", 1)[-1].split(" Expected a ", 1)[0].strip(" :-")
+        raise CheckpointError(f"{failure} from its class path {config['class_path']!r}: {said[:300]} (is the "
+                              "package that provides it installed, in the version the model was trained "
+                              "with?)") from err
+    module.hparams["model"] = config  # a checkpoint saved from this module rebuilds the same way
+    return module
+
+
 def load_module(
     ckpt_path: str | Path,
     *,
@@ -205,18 +226,7 @@ def load_module(
         hp["model"] = model
         module = SegmentationModule(**hp)
     elif isinstance(hp.get("model"), dict) and "class_path" in hp["model"]:
-        from lightning.pytorch.cli import instantiate_module
-
-        config = hp["model"]
-        try:
-            module = instantiate_module(SegmentationModule, hp)
-        except Exception as err:  # noqa: BLE001 - jsonargparse wraps import and init errors in its own
-            text = " ".join(x.strip(" -") for x in str(err).splitlines())
-            said = text.split("Problem with given class_path", 1)[-1].split(" Expected a ", 1)[0].strip(" :-")
-            raise CheckpointError(f"cannot rebuild the model of {path} from its class path "
-                                  f"{config['class_path']!r}: {said[:300]} (is the package that provides it "
-                                  "installed, in the version the checkpoint was trained with?)") from err
-        module.hparams["model"] = config  # a checkpoint saved from this module rebuilds the same way
+        module = build_from_class_path(hp, f"cannot rebuild the model of {path}")
     elif hp.get("model") is None and hp.get("head") is None:
         cls = (ckpt.get("scalecontrast") or {}).get("model_class", "the model class")
         raise CheckpointError(f"{path} holds a model built in Python ({cls}): pass a fresh instance, "

@@ -28,6 +28,7 @@ from torch import Tensor, nn
 from scalecontrast.engine.checkpoint import (
     CheckpointError,
     CheckpointNotFoundError,
+    build_from_class_path,
     check_class_paths,
     load_module,
     read_checkpoint,
@@ -449,17 +450,7 @@ def pretrained_module(
     check_class_paths({"architecture": config["architecture"]}, config_path, trust=trust)
     settings = {**module_settings(config), "compile": False, "channels_last": channels_last}
     if "model" in settings:
-        from lightning.pytorch.cli import instantiate_module
-
-        try:
-            module = instantiate_module(SegmentationModule, settings)
-        except Exception as err:  # noqa: BLE001 - jsonargparse wraps import and init errors in its own
-            text = " ".join(x.strip(" -") for x in str(err).splitlines())
-            said = text.split("Problem with given class_path", 1)[-1].split(" Expected a ", 1)[0].strip(" :-")
-            raise CheckpointError(f"cannot build the model named in {config_path} "
-                                  f"({settings['model']['class_path']!r}): {said[:300]} (is the package that "
-                                  "provides it installed?)") from err
-        module.hparams["model"] = settings["model"]
+        module = build_from_class_path(settings, f"cannot build the model named in {config_path}")
     else:
         try:
             module = SegmentationModule(**settings)
