@@ -13,8 +13,14 @@ from scalecontrast.cli import main
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 OVERLAYS = sorted((CONFIGS / "contrast").glob("*.yaml"))
 STUDIES = Path(__file__).resolve().parents[1] / "studies"
-# the shipped recipes and the study's own (studies/, not installed): all are base recipes
-BASES = sorted([*(p for p in CONFIGS.rglob("*.yaml") if p.parent.name != "contrast"), *STUDIES.rglob("*.yaml")])
+
+def is_study_spec(path: Path) -> bool:
+    return "compare" in (yaml.safe_load(path.read_text()) or {})
+
+
+# the shipped recipes and the studies' own (studies/, not installed, beside the study specs): all base recipes
+BASES = sorted([*(p for p in CONFIGS.rglob("*.yaml") if p.parent.name != "contrast"),
+                *(p for p in STUDIES.rglob("*.yaml") if not is_study_spec(p))])
 # the overlays a recipe is used with: each contrast setting, and the CPU sampling caps after MS+CS
 STACKS = [[], *[[p] for p in OVERLAYS if p.stem != "cpu_sampling"],
           [CONFIGS / "contrast" / "mscs.yaml", CONFIGS / "contrast" / "cpu_sampling.yaml"]]

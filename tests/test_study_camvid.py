@@ -7,6 +7,7 @@ import hashlib
 from pathlib import Path
 
 import pytest
+import yaml
 
 from scalecontrast.study import load_spec, study_status, write_report
 
@@ -68,3 +69,10 @@ def test_committed_report(in_root, tmp_path, name, lines):
         assert "compare: 34/50 done, 0 running, 0 failed, 16 left" in status
     else:
         assert "nothing left" in status
+
+
+def test_every_committed_spec_is_valid(in_root):
+    specs = [p for p in sorted(Path("studies").rglob("*.yaml")) if "compare" in (yaml.safe_load(p.read_text()) or {})]
+    assert len(specs) >= 9
+    for path in specs:
+        assert load_spec(path).name, path

@@ -3,6 +3,7 @@ is enqueued for the compare split before the tune phase has chosen, and the choi
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from optuna.trial import TrialState
@@ -99,3 +100,17 @@ def test_the_best_mean_wins_and_failed_trials_come_back(tmp_path):
     take(study, lambda a: means.get(a["arm"], 50.0))
     state = sync(spec, study, retry_failed=False)
     assert state.tuned == {"model.contrast.weight": 0.3}
+
+
+def test_fit_time_counts_each_attempt_once(tmp_path):
+    from scalecontrast.study.runner import fit_time
+
+    def write(*records):
+        (tmp_path / "fit_attempts.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+
+    write({"start": 100.0, "threads": 1}, {"start": 100.0, "end": 160.0, "cpu_seconds": 55.0, "closes": True})
+    assert fit_time(tmp_path) == (60.0, 55.0)
+    # killed after its start, resumed at 300 and closed at 400: the lost attempt counts until the next start
+    write({"start": 100.0, "threads": 1}, {"start": 300.0, "threads": 1},
+          {"start": 300.0, "end": 400.0, "cpu_seconds": 90.0, "closes": True})
+    assert fit_time(tmp_path) == (300.0, None)

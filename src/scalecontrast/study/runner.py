@@ -313,19 +313,23 @@ def _append_attempt(folder: Path, record: dict) -> None:
 
 
 def fit_time(folder: Path) -> tuple[float, float | None]:
-    """Wall seconds and CPU seconds of training in ``folder`` over its fit attempts: an attempt killed
-    before it could record its end counts until its last checkpoint was written (steps after it are
-    trained again), and its CPU time is unknown (None)."""
-    wall, cpu, known = 0.0, 0.0, True
+    """Wall seconds and CPU seconds of training in ``folder`` over its fit attempts. Each attempt appends a
+    start record and, when its ``fit`` ends, a closing one; an attempt killed before closing counts until
+    the next attempt started (or, for the last one, until its last checkpoint was written), and its CPU
+    time is unknown (None)."""
+    records = _read_attempts(folder)
+    closing = {rec["start"]: rec for rec in records if rec.get("closes")}
+    starts = sorted(rec["start"] for rec in records if not rec.get("closes"))
     ckpt = folder / "checkpoints" / "last.ckpt"
-    for rec in _read_attempts(folder):
-        if "end" in rec:
-            wall += rec["end"] - rec["start"]
-            cpu += rec.get("cpu_seconds", 0.0)
-        else:
-            known = False
-            if ckpt.exists() and ckpt.stat().st_mtime > rec["start"]:
-                wall += ckpt.stat().st_mtime - rec["start"]
+    wall, cpu, known = 0.0, 0.0, True
+    for i, start in enumerate(starts):
+        if start in closing:
+            wall += closing[start]["end"] - start
+            cpu += closing[start].get("cpu_seconds", 0.0)
+            continue
+        known = False
+        until = starts[i + 1] if i + 1 < len(starts) else (ckpt.stat().st_mtime if ckpt.exists() else start)
+        wall += max(0.0, until - start)
     return wall, (cpu if known else None)
 
 
