@@ -152,3 +152,15 @@ def test_killed_worker_is_resumed_to_the_uninterrupted_result(tmp_path, storage)
     assert resumed.value == reference.value
     assert resumed.user_attrs["per_class"] == reference.user_attrs["per_class"]
     assert resumed.user_attrs["config_hash"] == reference.user_attrs["config_hash"]
+
+
+def test_workers_starting_together_on_a_fresh_sqlite_storage(tmp_path):
+    """Workers started at once all open a new SQLite storage (the first creates its tables; the others
+    meet half-made tables and try again)."""
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    code = ("import sys; from scalecontrast.study.runner import open_storage; "
+            "open_storage(sys.argv[1], heartbeat=None)")
+    procs = [subprocess.Popen([sys.executable, "-c", code, url], env=env(), stderr=subprocess.PIPE, text=True)
+             for _ in range(4)]
+    errors = [p.communicate(timeout=120)[1] for p in procs]
+    assert [p.returncode for p in procs] == [0] * 4, "\n".join(e[-500:] for e in errors)

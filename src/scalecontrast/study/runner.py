@@ -27,6 +27,7 @@ import json
 import math
 import multiprocessing
 import os
+import random
 import resource
 import signal
 import socket
@@ -85,12 +86,28 @@ def open_storage(url: str, *, heartbeat: float | None = HEARTBEAT_S, must_exist:
             hb = max(1, int(round(heartbeat)))
             kwargs = {"heartbeat_interval": hb, "grace_period": 3 * hb,
                       "heartbeat_stale_trial_callback": optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=3)}
-        return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, **kwargs)
+        return _rdb_storage(url, engine_kwargs, kwargs)
     path = Path(url.removeprefix("journal:"))
     path.parent.mkdir(parents=True, exist_ok=True)
     from optuna.storages.journal import JournalFileBackend
 
     return optuna.storages.JournalStorage(JournalFileBackend(str(path)))
+
+
+def _rdb_storage(url: str, engine_kwargs: dict[str, Any], kwargs: dict[str, Any], attempts: int = 8):
+    """``optuna.storages.RDBStorage``, tried again when another worker starting at the same moment creates
+    the database's tables first (its schema version row then exists twice)."""
+    import optuna
+    from sqlalchemy.exc import IntegrityError, OperationalError
+
+    for attempt in range(attempts):
+        try:
+            return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, **kwargs)
+        except (IntegrityError, OperationalError):
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.2 + 0.3 * attempt + random.random() * 0.3)
+    raise AssertionError("unreachable")
 
 
 def open_study(spec: StudySpec, storage_url: str | None = None, *, heartbeat: float | None = HEARTBEAT_S,
