@@ -362,8 +362,7 @@ class SegmentationCLI(LightningCLI):
 
     # ---- fit: a locked, unused (or resumed) folder; clear errors; the checkpoint written last
     def checkpoint_dirs(self) -> list[Path]:
-        return [Path(cb.dirpath) for cb in self.trainer.checkpoint_callbacks
-                if isinstance(cb, ModelCheckpoint) and cb.dirpath]
+        return RunFolderGuard.folders(self.trainer)
 
     def check_resumed(self, ckpt_path: str | None) -> None:
         """``--ckpt_path last``: the newest last checkpoint, read safely, its settings against the given ones."""
